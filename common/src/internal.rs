@@ -1,0 +1,383 @@
+//! The internal protocol between router and shards, and between shards.
+//!
+//! Newline-delimited JSON: requests are `{"id":N,"op":{...}}` and responses
+//! `{"id":N,"ok":{...}}` or `{"id":N,"err":{...}}`. Ids are chosen by the
+//! sender of the request and only match responses to requests; responses may
+//! come back in any order. Only routers and shards speak it: shards listen
+//! where only they and the router can reach them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::protocol::methods::BookRequest;
+use crate::time::Date;
+use crate::types::{Booking, BookingStatus, Segment};
+
+/// A transaction id: random, chosen by the router for a multi-shard booking,
+/// or by the home shard for a single-shard one.
+pub type TxnId = u64;
+
+/// A request from the router, or from another shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalRequest {
+    /// Sender-chosen id, echoed in the response.
+    pub id: u64,
+    /// What to do.
+    pub op: ShardOp,
+}
+
+/// Every operation a shard performs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ShardOp {
+    /// Liveness check; answers [`ShardReply::Pong`].
+    Ping,
+    /// Counts and ownership; answers [`ShardReply::Status`].
+    Status,
+    /// Segments matching a search; answers [`ShardReply::Segments`].
+    Search {
+        /// Origin code.
+        origin: Option<String>,
+        /// Destination code.
+        destination: Option<String>,
+        /// Local departure date.
+        date: Option<Date>,
+        /// Most segments to return.
+        limit: u32,
+    },
+    /// One segment; answers [`ShardReply::Segment`].
+    GetSegment {
+        /// Segment id.
+        id: String,
+    },
+    /// Seats left for each id, `None` for unknown ids; answers
+    /// [`ShardReply::Seats`].
+    Seats {
+        /// Segment ids, all owned by this shard.
+        ids: Vec<String>,
+    },
+    /// Single-shard booking: every segment lives on this shard, which is
+    /// also the home. Answers [`ShardReply::Booking`].
+    Book {
+        /// The validated request.
+        request: BookRequest,
+    },
+    /// Phase one of a multi-shard booking. Answers [`ShardReply::Prepared`],
+    /// or [`ShardReply::Booking`] when the home shard finds that the
+    /// request id already produced a booking.
+    Prepare {
+        /// Transaction id.
+        txn: TxnId,
+        /// Slot of the home shard (the first segment's slot).
+        home_slot: u16,
+        /// This shard's segments of the booking.
+        segments: Vec<String>,
+        /// Seats on every segment.
+        seats: u32,
+        /// Unix milliseconds after which the participant asks home.
+        deadline_ms: i64,
+        /// Every participant shard id, home included.
+        participants: Vec<u32>,
+        /// The whole booking; only in the home shard's prepare.
+        booking: Option<BookRequest>,
+    },
+    /// Phase two, sent to the home shard. Answers [`ShardReply::Booking`]
+    /// on commit, [`ShardReply::Ack`] on abort.
+    Decide {
+        /// Transaction id.
+        txn: TxnId,
+        /// Home slot.
+        home_slot: u16,
+        /// Commit when true, abort when false.
+        commit: bool,
+        /// Every participant, so that an abort reaches those the home shard
+        /// never heard about.
+        participants: Vec<u32>,
+    },
+    /// The outcome, from the home shard to a participant. Answers
+    /// [`ShardReply::Ack`].
+    Finish {
+        /// Transaction id.
+        txn: TxnId,
+        /// True: make the reservation final. False: release it.
+        commit: bool,
+    },
+    /// A participant asks the home shard for the outcome; a home shard
+    /// without a decision records an abort first. Answers
+    /// [`ShardReply::Outcome`].
+    Resolve {
+        /// Transaction id.
+        txn: TxnId,
+        /// Home slot.
+        home_slot: u16,
+    },
+    /// `bookings.confirm`; answers [`ShardReply::Booking`].
+    Confirm {
+        /// Locator number.
+        locator: u64,
+        /// Must match the passenger's.
+        document: String,
+    },
+    /// `bookings.cancel`; answers [`ShardReply::Booking`].
+    Cancel {
+        /// Locator number.
+        locator: u64,
+        /// Must match the passenger's.
+        document: String,
+    },
+    /// `bookings.get`; answers [`ShardReply::Booking`].
+    GetBooking {
+        /// Locator number.
+        locator: u64,
+        /// Must match the passenger's.
+        document: String,
+    },
+    /// Every booking of this document whose home is this shard; answers
+    /// [`ShardReply::Bookings`].
+    ListBookings {
+        /// The passenger's document.
+        document: String,
+    },
+    /// A full dump for the invariant checker; answers [`ShardReply::Audit`].
+    Audit,
+}
+
+impl ShardOp {
+    /// Returns whether the operation can change state, so that a lost
+    /// answer means `outcome_unknown` rather than `shard_unavailable`.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            ShardOp::Book { .. }
+                | ShardOp::Prepare { .. }
+                | ShardOp::Decide { .. }
+                | ShardOp::Finish { .. }
+                | ShardOp::Resolve { .. }
+                | ShardOp::Confirm { .. }
+                | ShardOp::Cancel { .. }
+        )
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ShardReply {
+    /// Answer to [`ShardOp::Ping`].
+    Pong,
+    /// Answer to [`ShardOp::Status`].
+    Status(ShardStatus),
+    /// Answer to [`ShardOp::Search`].
+    Segments {
+        /// Matching segments by departure, then id.
+        segments: Vec<Segment>,
+    },
+    /// Answer to [`ShardOp::GetSegment`].
+    Segment {
+        /// The segment.
+        segment: Segment,
+    },
+    /// Answer to [`ShardOp::Seats`].
+    Seats {
+        /// Seats left, in request order; `None` for unknown ids.
+        seats: Vec<Option<u32>>,
+    },
+    /// A booking as it is now.
+    Booking {
+        /// The booking.
+        booking: Booking,
+    },
+    /// Answer to [`ShardOp::ListBookings`].
+    Bookings {
+        /// Newest first.
+        bookings: Vec<Booking>,
+    },
+    /// The participant durably reserved the seats.
+    Prepared,
+    /// Answer to [`ShardOp::Resolve`].
+    Outcome {
+        /// True when the transaction committed.
+        committed: bool,
+    },
+    /// Done.
+    Ack,
+    /// Answer to [`ShardOp::Audit`].
+    Audit(AuditReport),
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ShardError {
+    /// An error for the client, passed through unchanged.
+    #[error(transparent)]
+    Client {
+        /// The error.
+        error: Error,
+    },
+    /// The slot belongs to another shard; the sender's map is stale or
+    /// wrong.
+    #[error("shard {shard} does not own slot {slot} (its shard map is version {map_version})")]
+    NotOwner {
+        /// The slot asked for.
+        slot: u16,
+        /// The shard that refused.
+        shard: u32,
+        /// Its map version.
+        map_version: u64,
+    },
+    /// The request could not be read.
+    #[error("invalid internal request: {message}")]
+    BadRequest {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl From<Error> for ShardError {
+    fn from(error: Error) -> Self {
+        ShardError::Client { error }
+    }
+}
+
+/// A response line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalResponse {
+    /// The request's id.
+    pub id: u64,
+    /// The answer.
+    #[serde(flatten)]
+    pub result: InternalResult,
+}
+
+/// The body of a response line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InternalResult {
+    /// Success.
+    Ok(ShardReply),
+    /// Refusal.
+    Err(ShardError),
+}
+
+/// Answer to [`ShardOp::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    /// The shard's id.
+    pub shard_id: u32,
+    /// Version of the shard map it runs with.
+    pub map_version: u64,
+    /// Inclusive slot ranges it owns.
+    pub slots: Vec<[u16; 2]>,
+    /// Segments it owns.
+    pub segments: u64,
+    /// Bookings whose home it is.
+    pub bookings: u64,
+}
+
+/// Where a participant's reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    /// Counted, waiting for the outcome.
+    Prepared,
+    /// Counted for good, until released.
+    Committed,
+}
+
+/// One reservation, in an [`AuditReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReservation {
+    /// Transaction id.
+    pub txn: TxnId,
+    /// Home slot.
+    pub home_slot: u16,
+    /// Segments on this shard.
+    pub segments: Vec<String>,
+    /// Seats on each.
+    pub seats: u32,
+    /// Prepared or committed.
+    pub state: ReservationState,
+}
+
+/// One booking record on its home shard, in an [`AuditReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditBooking {
+    /// Locator text.
+    pub locator: String,
+    /// Transaction id.
+    pub txn: TxnId,
+    /// Status.
+    pub status: BookingStatus,
+    /// All segments, in request order.
+    pub segments: Vec<String>,
+    /// Seats on each.
+    pub seats: u32,
+}
+
+/// One segment's counts, in an [`AuditReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSegment {
+    /// Segment id.
+    pub id: String,
+    /// Seats on the aircraft.
+    pub capacity: u32,
+    /// Seats taken.
+    pub taken: u32,
+}
+
+/// Everything the invariant checker needs from one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// The shard's id.
+    pub shard_id: u32,
+    /// Segments with at least one seat taken.
+    pub segments: Vec<AuditSegment>,
+    /// Live reservations (prepared or committed).
+    pub reservations: Vec<AuditReservation>,
+    /// Booking records whose home is this shard.
+    pub bookings: Vec<AuditBooking>,
+    /// Transactions prepared at home and not yet decided.
+    pub pending: Vec<TxnId>,
+    /// Finish messages not yet acknowledged, as (txn, participant).
+    pub unacknowledged: Vec<(TxnId, u32)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_response_lines_round_trip() {
+        let request = InternalRequest {
+            id: 9,
+            op: ShardOp::Finish {
+                txn: 5,
+                commit: true,
+            },
+        };
+        let text = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":9,"op":{"type":"finish","txn":5,"commit":true}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<InternalRequest>(&text).unwrap(),
+            request
+        );
+        let response = InternalResponse {
+            id: 9,
+            result: InternalResult::Err(ShardError::NotOwner {
+                slot: 1,
+                shard: 2,
+                map_version: 3,
+            }),
+        };
+        let text = serde_json::to_string(&response).unwrap();
+        assert!(text.starts_with(r#"{"id":9,"err":"#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<InternalResponse>(&text).unwrap(),
+            response
+        );
+    }
+}
