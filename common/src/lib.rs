@@ -12,6 +12,7 @@
 //! - [`hashing`] and [`shardmap`]: placement.
 //! - [`schedule`]: airports, flights, segments, and the OpenFlights importer.
 //! - [`time`]: dates and RFC 3339.
+//! - [`failpoint`]: crash points for tests.
 //! - [`config`]: layered configuration.
 
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod hashing;
 pub mod internal;
 pub mod link;
