@@ -3,12 +3,21 @@
 //! A [`Schedule`] is static data shared by every process: shards seed their
 //! segments from it, and the router searches routes over it. Segment ids are
 //! the flight number plus the local departure date at the origin.
+//!
+//! [`Schedule::builtin`] returns the Brazilian domestic schedule built into
+//! the program, and [`import::import`] builds one from OpenFlights data.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::time::{format_rfc3339, Date};
+
+mod aircraft;
+mod builtin;
+mod derive;
+pub mod import;
+mod network;
 
 /// Errors while loading or checking a schedule.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +41,19 @@ pub enum Error {
     /// The schedule contradicts itself.
     #[error("invalid schedule: {0}")]
     Invalid(String),
+    /// An import kept no flight, so the schedule would be empty.
+    #[error(
+        "the import kept no flights ({0}); check that the files are OpenFlights \
+         airports.dat, routes.dat and planes.dat, and that the country is \
+         spelled as in airports.dat, for example \"Brazil\""
+    )]
+    NoFlights(String),
+    /// The importer ran out of flight numbers for one airline code.
+    #[error(
+        "no free flight number is left for airline code {0}; import fewer \
+         routes, for example with a country filter"
+    )]
+    NumbersExhausted(String),
 }
 
 /// An airport.
