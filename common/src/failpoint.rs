@@ -25,6 +25,13 @@ fn enabled() -> &'static [String] {
     })
 }
 
+/// Returns whether `TRECHO_FAILPOINTS` lists `name`, for code that must take
+/// a slower path so that the point can be reached at all (the router sends
+/// the first prepare alone only when `router.after_prepare_some` is on).
+pub fn is_enabled(name: &str) -> bool {
+    enabled().iter().any(|p| p == name)
+}
+
 /// Stops the process at `name` when `TRECHO_FAILPOINTS` lists it; otherwise
 /// returns at once.
 pub fn hit(name: &str) {

@@ -2,32 +2,65 @@
 //! that talks to it.
 //!
 //! One task per link owns the socket and the table of requests in flight, so
-//! the hot path takes no lock: callers hand a request and a reply channel to
-//! the task through a queue, and the task writes every queued request in one
-//! batch. A request that gets no answer by its deadline fails, and the task
-//! then drops the connection and reconnects with backoff, so a partitioned
-//! shard costs callers at most one deadline before they fail fast.
+//! the hot path takes no lock. [`ShardLink::send`] encodes a request and puts
+//! it on the link's queue before it returns, so requests leave in the order
+//! `send` was called. The task writes every queued request in one batch, and
+//! it reads and writes without blocking on either, so a shard that answers a
+//! burst while the link is still writing cannot deadlock the connection.
+//!
+//! Failure handling:
+//! - A new connection carries requests only after the shard answers a `ping`
+//!   within the request timeout, so a shard process that accepts connections
+//!   but does not run (stopped or stuck) is not reported healthy.
+//! - A request that gets no answer by its deadline fails with
+//!   [`LinkError::Lost`], and the task drops the connection and reconnects
+//!   with backoff. While disconnected, calls fail at once with
+//!   [`LinkError::Unavailable`], so a dead shard costs a caller at most one
+//!   deadline before calls fail fast.
+//! - An idle link pings the shard once per request timeout, so a silent shard
+//!   is noticed before a caller has to wait for it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, Instant, MissedTickBehavior};
 
 use crate::internal::{ShardError, ShardOp, ShardReply};
 use crate::protocol::framing::{Frame, LineReader};
 
+/// Longest response line accepted from a shard; a longer one drops the
+/// connection. An audit of a busy shard is the largest answer.
+const MAX_RESPONSE_LINE: usize = 256 << 20;
+/// Encoded requests buffered before the task stops taking more from the
+/// queue until the socket accepts them.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Id of the ping that opens every connection; requests start at 1.
+const GREETING_ID: u64 = 0;
+
+/// Link states, kept in an atomic so that callers can fail fast.
+const CONNECTING: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
 /// Why a call to a shard failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
-    /// The request was never sent: the shard is unreachable or the queue is
-    /// full. Nothing changed.
+    /// The request was never sent: the shard is unreachable, the queue is
+    /// full, or the request waited in the queue past its deadline. Nothing
+    /// changed.
     #[error("shard {shard} is unreachable")]
     Unavailable {
         /// The shard's id.
@@ -35,8 +68,9 @@ pub enum LinkError {
         /// Suggested wait before a retry.
         retry_after_ms: u64,
     },
-    /// The request was sent but no answer came: the connection dropped or
-    /// the deadline passed. A write may or may not have happened.
+    /// The request was sent but no answer came: the connection dropped, the
+    /// deadline passed, or the answer could not be decoded. A write may or
+    /// may not have happened.
     #[error("shard {shard} did not answer")]
     Lost {
         /// The shard's id.
@@ -52,7 +86,7 @@ pub enum LinkError {
 pub struct LinkOptions {
     /// Time allowed for a connection attempt.
     pub connect_timeout: Duration,
-    /// Time allowed for each request's answer.
+    /// Time allowed for each request, from [`ShardLink::send`] to its answer.
     pub request_timeout: Duration,
     /// First wait after a failed connection attempt; doubles up to
     /// `max_backoff`.
@@ -76,12 +110,35 @@ impl Default for LinkOptions {
     }
 }
 
-type ReplySender = oneshot::Sender<Result<Box<RawValue>, LinkError>>;
+/// An answer as received: the `ok` or `err` member still encoded, so that
+/// the caller's task, not the link task, pays for decoding it.
+struct RawReply {
+    ok: bool,
+    body: Box<RawValue>,
+}
+
+impl RawReply {
+    fn decode(self, shard: u32) -> Result<ShardReply, LinkError> {
+        let undecodable = |error: serde_json::Error| {
+            tracing::warn!(shard.id = shard, %error, "undecodable answer from shard");
+            LinkError::Lost { shard }
+        };
+        if self.ok {
+            return serde_json::from_str(self.body.get()).map_err(undecodable);
+        }
+        let refusal: ShardError = serde_json::from_str(self.body.get()).map_err(undecodable)?;
+        Err(LinkError::Remote(refusal))
+    }
+}
+
+type ReplySender = oneshot::Sender<Result<RawReply, LinkError>>;
 
 struct Outgoing {
     /// The serialized [`ShardOp`].
     op: Vec<u8>,
     reply: ReplySender,
+    /// When the caller stops waiting; set when the request is queued.
+    deadline: Instant,
 }
 
 /// A cheap, cloneable handle to one shard's connection task.
@@ -90,34 +147,39 @@ pub struct ShardLink {
     shard: u32,
     address: Arc<str>,
     queue: mpsc::Sender<Outgoing>,
-    healthy: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     retry_after_ms: u64,
+    request_timeout: Duration,
 }
 
 impl ShardLink {
     /// Starts the connection task for shard `shard` at `address`. The task
-    /// stops when every handle is dropped.
+    /// stops when every handle is dropped. Must be called inside a Tokio
+    /// runtime.
     pub fn spawn(shard: u32, address: String, options: LinkOptions) -> Self {
-        let (queue, receiver) = mpsc::channel(options.queue);
-        let healthy = Arc::new(AtomicBool::new(false));
-        let retry_after_ms = options.max_backoff.as_millis() as u64;
+        let (queue, receiver) = mpsc::channel(options.queue.max(1));
+        let state = Arc::new(AtomicU8::new(CONNECTING));
+        let link = ShardLink {
+            shard,
+            address: address.as_str().into(),
+            queue,
+            state: state.clone(),
+            retry_after_ms: options.max_backoff.as_millis() as u64,
+            request_timeout: options.request_timeout,
+        };
         let task = LinkTask {
             shard,
-            address: address.clone(),
+            address,
             options,
             receiver,
-            healthy: healthy.clone(),
-            next_id: 1,
+            state,
+            next_id: GREETING_ID + 1,
             pending: FxHashMap::default(),
+            deadlines: VecDeque::new(),
+            last_heard: Instant::now(),
         };
         tokio::spawn(task.run());
-        ShardLink {
-            shard,
-            address: address.into(),
-            queue,
-            healthy,
-            retry_after_ms,
-        }
+        link
     }
 
     /// Returns the shard's id.
@@ -130,10 +192,15 @@ impl ShardLink {
         &self.address
     }
 
-    /// Returns whether the link is connected and its last request did not
-    /// time out.
+    /// Returns whether the link is connected and the shard answered its
+    /// greeting; it turns false as soon as a request times out.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) == UP
+    }
+
+    /// Returns the wait suggested to clients after a failure of this link.
+    pub fn retry_after_ms(&self) -> u64 {
+        self.retry_after_ms
     }
 
     /// Sends `op` and waits for the answer.
@@ -144,22 +211,49 @@ impl ShardLink {
     /// sent, [`LinkError::Lost`] when it was sent but not answered in time,
     /// and [`LinkError::Remote`] for the shard's refusal.
     pub async fn call(&self, op: &ShardOp) -> Result<ShardReply, LinkError> {
-        let body = serde_json::to_vec(op).map_err(|_| self.unavailable())?;
-        let raw = self.call_raw(body).await?;
-        parse_reply(&raw).ok_or(LinkError::Lost { shard: self.shard })?
+        self.send(op).await
     }
 
-    async fn call_raw(&self, op: Vec<u8>) -> Result<Box<RawValue>, LinkError> {
-        if !self.is_healthy() {
+    /// Queues `op` before returning, then returns a future of the answer.
+    ///
+    /// Requests queued by successive calls are written to the shard in call
+    /// order, whether or not the futures are polled; dropping the future does
+    /// not withdraw the request. Use this instead of [`ShardLink::call`] when
+    /// the order of requests matters.
+    ///
+    /// # Errors
+    ///
+    /// The future resolves to the errors of [`ShardLink::call`].
+    pub fn send(
+        &self,
+        op: &ShardOp,
+    ) -> impl Future<Output = Result<ShardReply, LinkError>> + Send + 'static {
+        let shard = self.shard;
+        let queued = self.enqueue(op);
+        async move {
+            let answer = queued?.await.map_err(|_| LinkError::Lost { shard })??;
+            answer.decode(shard)
+        }
+    }
+
+    fn enqueue(
+        &self,
+        op: &ShardOp,
+    ) -> Result<oneshot::Receiver<Result<RawReply, LinkError>>, LinkError> {
+        if self.state.load(Ordering::Relaxed) == DOWN {
             return Err(self.unavailable());
         }
+        let op = serde_json::to_vec(op).map_err(|_| self.unavailable())?;
         let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + self.request_timeout;
         self.queue
-            .try_send(Outgoing { op, reply })
+            .try_send(Outgoing {
+                op,
+                reply,
+                deadline,
+            })
             .map_err(|_| self.unavailable())?;
-        answer
-            .await
-            .map_err(|_| LinkError::Lost { shard: self.shard })?
+        Ok(answer)
     }
 
     fn unavailable(&self) -> LinkError {
@@ -170,18 +264,70 @@ impl ShardLink {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ReplyBody {
-    Ok(ShardReply),
-    Err(ShardError),
+/// An [`AsyncRead`] over a borrowed [`TcpStream`] that never waits: when no
+/// bytes are ready it returns an [`io::ErrorKind::WouldBlock`] error.
+///
+/// [`LineReader::next_frame`] over it completes without waiting. That makes
+/// it safe next to other events: wait for [`TcpStream::readable`], which may
+/// be abandoned at any time, then call `next_frame` until it returns
+/// `WouldBlock`. Abandoning `next_frame` over a plain socket while it waits
+/// for bytes would leave zero bytes in the reader's buffer.
+pub struct TryReader<'a>(&'a TcpStream);
+
+impl<'a> TryReader<'a> {
+    /// Wraps `stream`.
+    pub fn new(stream: &'a TcpStream) -> Self {
+        TryReader(stream)
+    }
 }
 
-fn parse_reply(raw: &RawValue) -> Option<Result<ShardReply, LinkError>> {
-    match serde_json::from_str::<ReplyBody>(raw.get()).ok()? {
-        ReplyBody::Ok(reply) => Some(Ok(reply)),
-        ReplyBody::Err(error) => Some(Err(LinkError::Remote(error))),
+impl AsyncRead for TryReader<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = self.0.try_read(buf.initialize_unfilled());
+        Poll::Ready(read.map(|count| buf.advance(count)))
     }
+}
+
+/// One read from a [`LineReader`] over a [`TryReader`].
+enum Read<'a> {
+    Line(&'a [u8]),
+    /// No complete line is buffered and the socket has no more bytes.
+    Drained,
+    Closed(&'static str),
+}
+
+async fn read_line<'a>(reader: &'a mut LineReader<TryReader<'_>>) -> Read<'a> {
+    match reader.next_frame().await {
+        Ok(Some(Frame::Line(line))) => Read::Line(line),
+        Ok(Some(Frame::TooLong)) => Read::Closed("oversized response"),
+        Ok(None) => Read::Closed("closed by the shard"),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Read::Drained,
+        Err(_) => Read::Closed("read failed"),
+    }
+}
+
+/// Writes as much of `out[*written..]` as the socket takes without waiting.
+fn write_available(stream: &TcpStream, out: &mut Vec<u8>, written: &mut usize) -> io::Result<()> {
+    while *written < out.len() {
+        match stream.try_write(&out[*written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(count) => *written += count,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) => return Err(error),
+        }
+    }
+    if *written == out.len() {
+        out.clear();
+        *written = 0;
+    } else if *written >= WRITE_BATCH {
+        out.drain(..*written);
+        *written = 0;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -193,65 +339,87 @@ struct ResponseLine<'a> {
     err: Option<&'a RawValue>,
 }
 
+/// How a connection ended.
+enum SessionEnd {
+    /// Every [`ShardLink`] handle is gone: the task stops.
+    HandlesDropped,
+    /// The connection failed; the task reconnects.
+    Failed(&'static str),
+}
+
 struct LinkTask {
     shard: u32,
     address: String,
     options: LinkOptions,
     receiver: mpsc::Receiver<Outgoing>,
-    healthy: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     next_id: u64,
-    pending: FxHashMap<u64, (ReplySender, Instant)>,
+    pending: FxHashMap<u64, ReplySender>,
+    /// Request ids in the order sent, with their deadlines. Deadlines are
+    /// set when requests are queued, so they rise along the queue and only
+    /// the front needs checking; answered ids are skipped lazily.
+    deadlines: VecDeque<(u64, Instant)>,
+    last_heard: Instant,
 }
 
 impl LinkTask {
     async fn run(mut self) {
         let mut backoff = self.options.min_backoff;
-        let mut was_connected = true;
         loop {
-            if self.receiver.is_closed() && self.receiver.is_empty() {
+            if self.receiver.is_closed() {
                 return;
             }
-            match self.connect().await {
-                Ok(stream) => {
-                    backoff = self.options.min_backoff;
-                    was_connected = true;
-                    tracing::info!(shard.id = self.shard, address = %self.address, "shard connected");
-                    self.healthy.store(true, Ordering::Relaxed);
-                    let reason = self.serve(stream).await;
-                    self.healthy.store(false, Ordering::Relaxed);
-                    self.fail_pending();
-                    match reason {
-                        Ok(()) => return,
-                        Err(reason) => tracing::warn!(
-                            shard.id = self.shard, address = %self.address, reason,
-                            "shard connection lost"
-                        ),
-                    }
-                }
+            let stream = match self.connect().await {
+                Ok(stream) => stream,
                 Err(error) => {
-                    if was_connected {
-                        tracing::warn!(
-                            shard.id = self.shard, address = %self.address, %error,
-                            "shard unreachable, retrying with backoff"
-                        );
-                    }
-                    was_connected = false;
-                    self.reject_queued_for(backoff).await;
-                    backoff = (backoff * 2).min(self.options.max_backoff);
+                    self.connection_failed(&error.to_string(), &mut backoff)
+                        .await;
+                    continue;
                 }
+            };
+            let mut reader = LineReader::new(TryReader::new(&stream), MAX_RESPONSE_LINE);
+            if let Err(reason) = self.greet(&stream, &mut reader).await {
+                self.connection_failed(reason, &mut backoff).await;
+                continue;
+            }
+            backoff = self.options.min_backoff;
+            self.state.store(UP, Ordering::Relaxed);
+            tracing::info!(shard.id = self.shard, address = %self.address, "shard connected");
+            let end = self.serve(&stream, &mut reader).await;
+            self.state.store(DOWN, Ordering::Relaxed);
+            self.fail_pending();
+            match end {
+                SessionEnd::HandlesDropped => return,
+                SessionEnd::Failed(reason) => tracing::warn!(
+                    shard.id = self.shard, address = %self.address, error = reason,
+                    "shard connection lost, reconnecting"
+                ),
             }
         }
     }
 
-    async fn connect(&self) -> std::io::Result<TcpStream> {
+    async fn connect(&self) -> io::Result<TcpStream> {
         let attempt = TcpStream::connect(&self.address);
         let stream = timeout(self.options.connect_timeout, attempt)
             .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
         Ok(stream)
+    }
+
+    /// Marks the link down, logs the first failure of a run of them, and
+    /// fails queued requests during the backoff.
+    async fn connection_failed(&mut self, reason: &str, backoff: &mut Duration) {
+        if self.state.swap(DOWN, Ordering::Relaxed) == DOWN {
+            tracing::debug!(shard.id = self.shard, error = reason, "shard still unreachable");
+        } else {
+            tracing::warn!(
+                shard.id = self.shard, address = %self.address, error = reason,
+                "shard unreachable, retrying with backoff"
+            );
+        }
+        self.reject_queued_for(*backoff).await;
+        *backoff = (*backoff * 2).min(self.options.max_backoff);
     }
 
     /// Answers every request queued while disconnected with `Unavailable`,
@@ -266,111 +434,201 @@ impl LinkTask {
         }
     }
 
-    /// Runs one connection until it fails (`Err` with the reason) or every
-    /// handle is gone (`Ok`).
-    async fn serve(&mut self, stream: TcpStream) -> Result<(), &'static str> {
-        let (read_half, mut write_half) = stream.into_split();
-        let mut lines = LineReader::new(BufReader::new(read_half), usize::MAX / 2);
-        let mut out = Vec::with_capacity(64 * 1024);
-        let mut tick = tokio::time::interval(self.options.request_timeout / 4);
-        let mut last_heard = Instant::now();
-        loop {
-            tokio::select! {
-                biased;
-                frame = lines.next_frame() => {
-                    match frame {
-                        Ok(Some(Frame::Line(line))) => {
-                            last_heard = Instant::now();
-                            self.dispatch(line);
-                        }
-                        Ok(Some(Frame::TooLong)) => return Err("oversized response"),
-                        Ok(None) => return Err("closed by the shard"),
-                        Err(_) => return Err("read failed"),
-                    }
-                }
-                first = self.receiver.recv() => {
-                    let Some(first) = first else { return Ok(()) };
-                    out.clear();
-                    self.encode(first, &mut out);
-                    while out.len() < 256 * 1024 {
-                        let Ok(next) = self.receiver.try_recv() else { break };
-                        self.encode(next, &mut out);
-                    }
-                    if write_half.write_all(&out).await.is_err() {
-                        return Err("write failed");
-                    }
-                }
-                _ = tick.tick() => {
-                    if self.expire_overdue() {
-                        return Err("request timed out");
-                    }
-                    // An idle link sends a ping so a silent shard is noticed
-                    // before a client's request has to wait for it.
-                    if self.pending.is_empty() && last_heard.elapsed() > self.options.request_timeout {
-                        let (reply, _) = oneshot::channel();
-                        out.clear();
-                        self.encode(Outgoing { op: br#"{"type":"ping"}"#.to_vec(), reply }, &mut out);
-                        if write_half.write_all(&out).await.is_err() {
-                            return Err("write failed");
-                        }
+    /// Sends a ping and waits for its answer, so that only a shard that
+    /// runs is reported healthy.
+    async fn greet(
+        &mut self,
+        stream: &TcpStream,
+        reader: &mut LineReader<TryReader<'_>>,
+    ) -> Result<(), &'static str> {
+        let exchange = async {
+            let mut out = format!("{{\"id\":{GREETING_ID},\"op\":{{\"type\":\"ping\"}}}}\n")
+                .into_bytes();
+            let mut written = 0;
+            while !out.is_empty() {
+                stream.writable().await.map_err(|_| "write failed")?;
+                write_available(stream, &mut out, &mut written).map_err(|_| "write failed")?;
+            }
+            loop {
+                stream.readable().await.map_err(|_| "read failed")?;
+                loop {
+                    match read_line(reader).await {
+                        Read::Line(line) if is_greeting_answer(line) => return Ok(()),
+                        Read::Line(_) => {}
+                        Read::Drained => break,
+                        Read::Closed(reason) => return Err(reason),
                     }
                 }
             }
+        };
+        timeout(self.options.request_timeout, exchange)
+            .await
+            .map_err(|_| "no answer to ping")?
+    }
+
+    /// Runs one connection until it fails or every handle is gone.
+    async fn serve(
+        &mut self,
+        stream: &TcpStream,
+        reader: &mut LineReader<TryReader<'_>>,
+    ) -> SessionEnd {
+        let mut out = Vec::with_capacity(64 * 1024);
+        let mut written = 0;
+        let mut drained = false;
+        let mut tick = tokio::time::interval(self.options.request_timeout / 4);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.last_heard = Instant::now();
+        loop {
+            if !drained {
+                if let Err(reason) = self.read_available(reader).await {
+                    return SessionEnd::Failed(reason);
+                }
+                drained = true;
+            }
+            if self.has_overdue() {
+                return SessionEnd::Failed("request timed out");
+            }
+            if !self.take_queued(&mut out, written) {
+                return SessionEnd::HandlesDropped;
+            }
+            if write_available(stream, &mut out, &mut written).is_err() {
+                return SessionEnd::Failed("write failed");
+            }
+            let room = out.len() - written < WRITE_BATCH;
+            tokio::select! {
+                ready = stream.readable() => match ready {
+                    Ok(()) => drained = false,
+                    Err(_) => return SessionEnd::Failed("read failed"),
+                },
+                next = self.receiver.recv(), if room => match next {
+                    Some(outgoing) => self.encode(outgoing, &mut out),
+                    None => return SessionEnd::HandlesDropped,
+                },
+                ready = stream.writable(), if written < out.len() => {
+                    if ready.is_err() {
+                        return SessionEnd::Failed("write failed");
+                    }
+                }
+                _ = tick.tick() => self.ping_if_idle(&mut out),
+            }
         }
+    }
+
+    /// Handles every response already readable.
+    async fn read_available(
+        &mut self,
+        reader: &mut LineReader<TryReader<'_>>,
+    ) -> Result<(), &'static str> {
+        loop {
+            match read_line(reader).await {
+                Read::Line(line) => {
+                    self.last_heard = Instant::now();
+                    self.dispatch(line);
+                }
+                Read::Drained => return Ok(()),
+                Read::Closed(reason) => return Err(reason),
+            }
+        }
+    }
+
+    /// Encodes queued requests until the write buffer is full; returns false
+    /// when every handle is gone.
+    fn take_queued(&mut self, out: &mut Vec<u8>, written: usize) -> bool {
+        while out.len() - written < WRITE_BATCH {
+            match self.receiver.try_recv() {
+                Ok(outgoing) => self.encode(outgoing, out),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     fn encode(&mut self, outgoing: Outgoing, out: &mut Vec<u8>) {
+        if outgoing.deadline <= Instant::now() {
+            // Waited in the queue until its caller gave up: never sent.
+            let _ = outgoing.reply.send(Err(LinkError::Unavailable {
+                shard: self.shard,
+                retry_after_ms: self.options.min_backoff.as_millis() as u64,
+            }));
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
-        out.extend_from_slice(b"{\"id\":");
-        out.extend_from_slice(id.to_string().as_bytes());
-        out.extend_from_slice(b",\"op\":");
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{{\"id\":{id},\"op\":");
         out.extend_from_slice(&outgoing.op);
         out.extend_from_slice(b"}\n");
-        let deadline = Instant::now() + self.options.request_timeout;
-        self.pending.insert(id, (outgoing.reply, deadline));
+        self.pending.insert(id, outgoing.reply);
+        self.deadlines.push_back((id, outgoing.deadline));
+    }
+
+    /// Sends a ping when nothing was heard for a request timeout and nothing
+    /// is in flight; a ping that is not answered in time drops the link.
+    fn ping_if_idle(&mut self, out: &mut Vec<u8>) {
+        let idle = self.last_heard.elapsed() >= self.options.request_timeout;
+        if !self.pending.is_empty() || !idle {
+            return;
+        }
+        let (reply, _) = oneshot::channel();
+        let ping = Outgoing {
+            op: br#"{"type":"ping"}"#.to_vec(),
+            reply,
+            deadline: Instant::now() + self.options.request_timeout,
+        };
+        self.encode(ping, out);
     }
 
     fn dispatch(&mut self, line: &[u8]) {
-        let Ok(text) = std::str::from_utf8(line) else {
-            return;
-        };
-        let Ok(response) = serde_json::from_str::<ResponseLine<'_>>(text) else {
+        let response = std::str::from_utf8(line)
+            .ok()
+            .and_then(|text| serde_json::from_str::<ResponseLine<'_>>(text).ok());
+        let Some(response) = response else {
             tracing::warn!(shard.id = self.shard, "unreadable response from shard");
             return;
         };
-        let Some((reply, _)) = self.pending.remove(&response.id) else {
+        let Some(reply) = self.pending.remove(&response.id) else {
             return;
         };
-        let body = match (response.ok, response.err) {
-            (Some(ok), _) => format!("{{\"ok\":{}}}", ok.get()),
-            (None, Some(err)) => format!("{{\"err\":{}}}", err.get()),
-            (None, None) => return,
+        let raw = match (response.ok, response.err) {
+            (Some(ok), _) => Ok(RawReply {
+                ok: true,
+                body: ok.to_owned(),
+            }),
+            (None, Some(err)) => Ok(RawReply {
+                ok: false,
+                body: err.to_owned(),
+            }),
+            (None, None) => Err(LinkError::Lost { shard: self.shard }),
         };
-        let raw = RawValue::from_string(body).map_err(|_| LinkError::Lost { shard: self.shard });
         let _ = reply.send(raw);
     }
 
-    /// Fails requests past their deadline; returns whether any was.
-    fn expire_overdue(&mut self) -> bool {
-        let now = Instant::now();
-        let overdue: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in &overdue {
-            if let Some((reply, _)) = self.pending.remove(id) {
-                let _ = reply.send(Err(LinkError::Lost { shard: self.shard }));
+    /// Returns whether the oldest request in flight is past its deadline.
+    fn has_overdue(&mut self) -> bool {
+        while let Some(&(id, deadline)) = self.deadlines.front() {
+            if self.pending.contains_key(&id) {
+                return deadline <= Instant::now();
             }
+            self.deadlines.pop_front();
         }
-        !overdue.is_empty()
+        false
     }
 
     fn fail_pending(&mut self) {
-        for (_, (reply, _)) in self.pending.drain() {
+        for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(LinkError::Lost { shard: self.shard }));
         }
+        self.deadlines.clear();
     }
 }
+
+fn is_greeting_answer(line: &[u8]) -> bool {
+    let response = std::str::from_utf8(line)
+        .ok()
+        .and_then(|text| serde_json::from_str::<ResponseLine<'_>>(text).ok());
+    matches!(response, Some(r) if r.id == GREETING_ID && r.ok.is_some())
+}
+
+#[cfg(test)]
+mod tests;
