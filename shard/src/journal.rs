@@ -1,0 +1,201 @@
+//! The journal: `journal.log`, one record per line as
+//! `<crc32 of the JSON, 8 hex digits> <JSON>\n`.
+//!
+//! Replay applies every intact line in order. The first line whose checksum
+//! does not match, or a last line without its newline, is a write torn by a
+//! crash: no reply was sent for anything from there on, so the file is
+//! truncated at that line.
+//!
+//! TODO: the journal grows without bound and replay reads all of it; a
+//! snapshot of the state plus truncation of the journal before it belongs
+//! here once restarts get slow.
+
+pub(crate) mod writer;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::record::Record;
+use crate::state::{ApplyError, State};
+
+/// Errors while replaying the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read, truncated or opened.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line with a valid checksum is not a record this version reads.
+    #[error("journal {path} line {line}: unreadable record: {reason}; this journal was written by another version of trecho-shard")]
+    Unreadable {
+        /// The journal file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: u64,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A record contradicts the state built so far.
+    #[error("journal {path} line {line}: {source}; the journal does not match segments.json")]
+    Apply {
+        /// The journal file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: u64,
+        /// What contradicted.
+        source: ApplyError,
+    },
+}
+
+/// Appends `record` to `buf` as one journal line.
+pub(crate) fn encode(record: &Record, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.extend_from_slice(b"00000000 ");
+    let json_start = buf.len();
+    if serde_json::to_writer(&mut *buf, record).is_err() {
+        // Records hold only strings, numbers and lists, so serializing
+        // cannot fail; drop the partial line rather than journal garbage.
+        buf.truncate(start);
+        return;
+    }
+    let crc = crc32fast::hash(&buf[json_start..]);
+    let mut hex = [0u8; 8];
+    for (index, digit) in hex.iter_mut().enumerate() {
+        let nibble = (crc >> (28 - 4 * index)) & 0xf;
+        *digit = b"0123456789abcdef"[nibble as usize];
+    }
+    buf[start..start + 8].copy_from_slice(&hex);
+    buf.push(b'\n');
+}
+
+/// Checks one line (without its newline) and returns its JSON, or `None`
+/// when the checksum does not match.
+fn decode_line(line: &[u8]) -> Option<&[u8]> {
+    if line.len() < 10 || line[8] != b' ' {
+        return None;
+    }
+    let hex = std::str::from_utf8(&line[..8]).ok()?;
+    let expected = u32::from_str_radix(hex, 16).ok()?;
+    let json = &line[9..];
+    (crc32fast::hash(json) == expected).then_some(json)
+}
+
+/// Counts from one replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplayStats {
+    /// Records applied.
+    pub records: u64,
+    /// Bytes kept.
+    pub bytes: u64,
+    /// Bytes of a torn tail that were cut off.
+    pub truncated: u64,
+}
+
+/// Replays `path` into `state`, truncating a torn tail, and returns the
+/// file opened for appending.
+pub(crate) fn replay(path: &Path, state: &mut State) -> Result<(File, ReplayStats), Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let started = Instant::now();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io)?;
+    let total = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, &file);
+    let stats = apply_lines(path, &mut reader, state, total)?;
+    drop(reader);
+    if stats.truncated > 0 {
+        tracing::warn!(
+            shard.id = state.shard_id(),
+            bytes = stats.truncated,
+            kept = stats.bytes,
+            "journal had a torn tail; truncated it"
+        );
+        file.set_len(stats.bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    drop(file);
+    let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+    tracing::info!(
+        shard.id = state.shard_id(),
+        records = stats.records,
+        bytes = stats.bytes,
+        bookings = state.booking_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "journal replayed"
+    );
+    Ok((file, stats))
+}
+
+fn apply_lines(
+    path: &Path,
+    reader: &mut impl BufRead,
+    state: &mut State,
+    total: u64,
+) -> Result<ReplayStats, Error> {
+    let mut stats = ReplayStats {
+        records: 0,
+        bytes: 0,
+        truncated: 0,
+    };
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if read == 0 {
+            return Ok(stats);
+        }
+        let json = match line.split_last() {
+            Some((b'\n', body)) => decode_line(body),
+            _ => None,
+        };
+        let Some(json) = json else {
+            stats.truncated = total - stats.bytes;
+            return Ok(stats);
+        };
+        let number = stats.records + 1;
+        let record: Record = serde_json::from_slice(json).map_err(|e| Error::Unreadable {
+            path: path.to_owned(),
+            line: number,
+            reason: e.to_string(),
+        })?;
+        state.apply(&record).map_err(|source| Error::Apply {
+            path: path.to_owned(),
+            line: number,
+            source,
+        })?;
+        stats.records += 1;
+        stats.bytes += read as u64;
+    }
+}
+
+/// Appends records to a journal and syncs it; for tests and tools that
+/// write without the journal thread.
+#[cfg(test)]
+pub(crate) fn append(file: &mut File, records: &[Record]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    for record in records {
+        encode(record, &mut buf);
+    }
+    file.write_all(&buf)?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests;

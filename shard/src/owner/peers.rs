@@ -1,0 +1,153 @@
+//! Messages from this shard to other shards: finishes sent by a home shard
+//! to the participants of its transactions, and resolves sent by a
+//! participant whose reservation outlived its deadline.
+//!
+//! Each message is sent by a task of its own that retries with backoff
+//! until the peer answers; the answer goes back to the owner task as a
+//! [`Command`], which journals it. Sending twice is harmless: both
+//! messages are idempotent on the receiving shard.
+
+use std::time::Duration;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::mpsc;
+use trecho_common::internal::{ShardOp, ShardReply, TxnId};
+use trecho_common::link::{LinkError, LinkOptions, ShardLink};
+use trecho_common::shardmap::ShardMap;
+
+use super::Command;
+use crate::state::{DueResolve, FinishJob};
+
+/// First wait after a failed attempt; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Links to the other shards and the messages in flight on them.
+pub(super) struct Peers {
+    shard_id: u32,
+    map: ShardMap,
+    links: FxHashMap<u32, ShardLink>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Finishes being sent, by transaction and participant.
+    finishing: FxHashSet<(TxnId, u32, bool)>,
+    /// Resolves being sent.
+    resolving: FxHashSet<TxnId>,
+}
+
+impl Peers {
+    pub fn new(shard_id: u32, map: ShardMap, commands: mpsc::UnboundedSender<Command>) -> Self {
+        Peers {
+            shard_id,
+            map,
+            links: FxHashMap::default(),
+            commands,
+            finishing: FxHashSet::default(),
+            resolving: FxHashSet::default(),
+        }
+    }
+
+    /// Sends the finish of `job` to each of its participants.
+    pub fn deliver(&mut self, job: FinishJob) {
+        for shard in job.shards {
+            if !self.finishing.insert((job.txn, shard, job.commit)) {
+                continue;
+            }
+            let Some(link) = self.link(shard) else {
+                continue;
+            };
+            let commands = self.commands.clone();
+            let (txn, commit) = (job.txn, job.commit);
+            let op = ShardOp::Finish { txn, commit };
+            tokio::spawn(async move {
+                let acked = send_until_answered(&link, &op, |reply| {
+                    matches!(reply, ShardReply::Ack).then_some(())
+                })
+                .await;
+                if acked.is_some() {
+                    let _ = commands.send(Command::FinishAcked { txn, shard, commit });
+                }
+            });
+        }
+    }
+
+    /// Forgets a finish once its acknowledgement is journaled.
+    pub fn acknowledged(&mut self, txn: TxnId, shard: u32, commit: bool) {
+        self.finishing.remove(&(txn, shard, commit));
+    }
+
+    /// Asks the home shard of `due` for its outcome.
+    pub fn resolve(&mut self, due: DueResolve) {
+        if !self.resolving.insert(due.txn) {
+            return;
+        }
+        let home = self.map.owner_of_slot(due.home_slot).id;
+        let Some(link) = self.link(home) else {
+            return;
+        };
+        let commands = self.commands.clone();
+        let op = ShardOp::Resolve {
+            txn: due.txn,
+            home_slot: due.home_slot,
+        };
+        let txn = due.txn;
+        tokio::spawn(async move {
+            let outcome = send_until_answered(&link, &op, |reply| match reply {
+                ShardReply::Outcome { committed } => Some(*committed),
+                _ => None,
+            })
+            .await;
+            if let Some(committed) = outcome {
+                let _ = commands.send(Command::Outcome { txn, committed });
+            }
+        });
+    }
+
+    /// Forgets a resolve once its outcome is applied.
+    pub fn resolved(&mut self, txn: TxnId) {
+        self.resolving.remove(&txn);
+    }
+
+    fn link(&mut self, shard: u32) -> Option<ShardLink> {
+        if let Some(link) = self.links.get(&shard) {
+            return Some(link.clone());
+        }
+        let Ok(info) = self.map.shard(shard) else {
+            tracing::error!(shard.id = self.shard_id, peer.id = shard, "peer is not in the shard map; message dropped");
+            return None;
+        };
+        let link = ShardLink::spawn(shard, info.address.clone(), LinkOptions::default());
+        self.links.insert(shard, link.clone());
+        Some(link)
+    }
+}
+
+/// Sends `op` until the peer answers with a reply that `accept` takes,
+/// waiting longer after each failure. Gives up only on a refusal, which a
+/// retry would not change; the message is sent again on the next restart.
+async fn send_until_answered<T>(
+    link: &ShardLink,
+    op: &ShardOp,
+    accept: impl Fn(&ShardReply) -> Option<T>,
+) -> Option<T> {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match link.call(op).await {
+            Ok(reply) => {
+                if let Some(value) = accept(&reply) {
+                    return Some(value);
+                }
+                tracing::error!(peer.id = link.shard(), ?reply, "unexpected answer from peer shard");
+                return None;
+            }
+            Err(LinkError::Remote(refusal)) => {
+                tracing::error!(peer.id = link.shard(), %refusal, "peer shard refused a transaction message");
+                return None;
+            }
+            Err(error) => {
+                tracing::debug!(peer.id = link.shard(), %error, "peer shard unreachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
