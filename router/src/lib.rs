@@ -1,1 +1,159 @@
-//! placeholder
+//! The trecho router: accepts client connections speaking JSON-RPC 2.0 over
+//! newline-delimited JSON, forwards each request to the shard that owns it
+//! over one pipelined link per shard, fans reads out to every shard and
+//! merges them, and drives the prepare and decide steps of a booking that
+//! spans shards.
+//!
+//! The router holds no booking state: shards own segments and bookings, and
+//! the home shard of a booking decides its outcome. The wire types, the
+//! shard map, the schedule and the shard link live in `trecho_common`.
+//!
+//! Modules:
+//! - [`config`]: [`RouterConfig`] and the command line [`Args`].
+//! - `server`: the accept loop, the connection limit and shutdown.
+//! - `connection`: one client connection, its framing, pipelining and
+//!   back-pressure.
+//! - `response`: results and how responses and batches are written.
+//! - `dispatch`: turns a validated call into shard requests.
+//! - `forward`, `fanout`, `booking` (with `booking/two_phase`) and
+//!   `routes`: the methods.
+//! - `cluster`: the shard map, the links and the schedule the methods share.
+//! - `shard_error`: maps link failures and shard refusals to client errors.
+//! - `rfc3339`: timestamp parsing for merges.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+
+mod booking;
+mod cluster;
+mod connection;
+mod dispatch;
+mod fanout;
+mod forward;
+mod response;
+mod rfc3339;
+mod routes;
+mod server;
+mod shard_error;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+pub use config::{Args, RouterConfig};
+
+use cluster::Cluster;
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration or the shard map is invalid.
+    #[error(transparent)]
+    Config(#[from] trecho_common::config::Error),
+    /// The schedule file could not be loaded.
+    #[error(transparent)]
+    Schedule(#[from] trecho_common::schedule::Error),
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Serves clients on `listener` until `shutdown` completes.
+///
+/// Builds the shard map from `config` (refusing one that does not cover
+/// every slot exactly once), loads the schedule (the `schedule` file, or the
+/// built-in one), starts one link per shard, and accepts connections. On
+/// shutdown it stops accepting, lets open connections finish the requests
+/// they have started for up to five seconds, and returns.
+///
+/// # Errors
+///
+/// Returns [`Error`] when the configuration, the shard map or the schedule
+/// is invalid; nothing is served then.
+pub async fn run(
+    listener: TcpListener,
+    config: RouterConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    config.validate().map_err(Error::Invalid)?;
+    let map = config.shard_map()?;
+    let schedule = match &config.schedule {
+        Some(path) => trecho_common::schedule::Schedule::load(path)?,
+        None => trecho_common::schedule::Schedule::builtin(),
+    };
+    tracing::info!(
+        shards = map.shards.len(),
+        map_version = map.version,
+        airports = schedule.airports.len(),
+        flights = schedule.flights.len(),
+        "router starting"
+    );
+    let cluster = Arc::new(Cluster::start(map, schedule, &config));
+    server::serve(listener, cluster, server::Settings::from(&config), shutdown).await;
+    tracing::info!("router stopped");
+    Ok(())
+}
+
+/// Runs the router process: installs logging (filter from `RUST_LOG`,
+/// default `info`), loads the configuration, starts a multi-thread Tokio
+/// runtime, listens on `listen`, and serves until SIGTERM or Ctrl-C.
+///
+/// # Errors
+///
+/// Returns an error when the configuration is invalid, the runtime cannot
+/// start, or the listen address cannot be bound.
+pub fn main_with(args: Args) -> anyhow::Result<()> {
+    install_tracing();
+    let config = RouterConfig::load(&args).context("failed to load the router configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the Tokio runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let address = listener.local_addr().context("failed to read the listen address")?;
+        tracing::info!(address = %address, "router listening");
+        run(listener, config, shutdown_signal())
+            .await
+            .context("the router could not start")
+    })
+}
+
+fn install_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A subscriber installed earlier in this process (a test harness, or a
+    // binary that runs the router and a shard together) is kept.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                tracing::info!("shutdown requested");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the router");
+            }
+        }
+    }
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::error!(%error, "cannot listen for Ctrl-C; the router runs until killed");
+        std::future::pending::<()>().await;
+    }
+    tracing::info!("shutdown requested");
+}

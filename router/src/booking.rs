@@ -1,0 +1,159 @@
+//! `bookings.create` and `bookings.hold`.
+//!
+//! A booking whose segments all live on one shard is one `book` request to
+//! that shard. Otherwise the router runs the prepare and decide steps of the
+//! two-phase commit in [`two_phase`]; the home shard (the owner of the first
+//! segment) records the decision and finishes the other participants.
+
+mod two_phase;
+
+use std::sync::Arc;
+
+use trecho_common::error::Error;
+use trecho_common::internal::ShardOp;
+use trecho_common::protocol::methods::BookRequest;
+
+use crate::cluster::Cluster;
+use crate::dispatch::Pending;
+use crate::forward::{expect_booking, forward};
+
+/// The segments of a booking that live on one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Group {
+    /// Index of the shard's link in [`Cluster::links`].
+    pub(crate) link: usize,
+    /// Its segments, in request order.
+    pub(crate) segments: Vec<String>,
+}
+
+/// Groups `segments` by the shard `owner` maps them to. Groups come in the
+/// order of their first segment, so the first group is the home shard's.
+pub(crate) fn group_by_owner(segments: &[String], owner: impl Fn(&str) -> usize) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for segment in segments {
+        let link = owner(segment);
+        match groups.iter_mut().find(|group| group.link == link) {
+            Some(group) => group.segments.push(segment.clone()),
+            None => groups.push(Group {
+                link,
+                segments: vec![segment.clone()],
+            }),
+        }
+    }
+    groups
+}
+
+/// Starts a booking: the single-shard fast path or a two-phase commit.
+pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
+    let groups = group_by_owner(&request.segments, |id| cluster.owner_of_segment(id));
+    if let [only] = groups.as_slice() {
+        let op = ShardOp::Book { request };
+        return forward(cluster.link(only.link), &op, "booking", expect_booking);
+    }
+    two_phase::start(cluster.clone(), request, groups)
+}
+
+/// Returns the refusal to show the client when several participants
+/// refused: the one about the segment that comes first in the request.
+/// Refusals about no segment in particular (such as `request_id_reused`)
+/// concern the whole request and come before all others.
+pub(crate) fn first_in_request_order(segments: &[String], refusals: Vec<Error>) -> Option<Error> {
+    let rank = |error: &Error| match refused_segment(error) {
+        None => 0,
+        Some(id) => 1 + segments.iter().position(|s| s == id).unwrap_or(segments.len()),
+    };
+    // `min_by_key` keeps the first of equal ranks: participant order.
+    refusals.into_iter().min_by_key(rank)
+}
+
+/// Returns the segment an error is about, from its `data.segment`.
+fn refused_segment(error: &Error) -> Option<&str> {
+    match error {
+        Error::SoldOut { segment, .. }
+        | Error::UnknownSegment { segment }
+        | Error::SalesClosed { segment, .. } => Some(segment),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Owner by the flight number's last digit, like a tiny shard map.
+    fn owner(id: &str) -> usize {
+        let digit = id.as_bytes()[id.len() - 12];
+        usize::from(digit - b'0') % 3
+    }
+
+    #[test]
+    fn groups_follow_first_appearance_and_keep_request_order() {
+        let segments = ids(&[
+            "AD1-2026-12-20",
+            "AD2-2026-12-20",
+            "AD4-2026-12-21",
+            "AD5-2026-12-21",
+        ]);
+        let groups = group_by_owner(&segments, owner);
+        assert_eq!(
+            groups,
+            vec![
+                Group {
+                    link: 1,
+                    segments: ids(&["AD1-2026-12-20", "AD4-2026-12-21"]),
+                },
+                Group {
+                    link: 2,
+                    segments: ids(&["AD2-2026-12-20", "AD5-2026-12-21"]),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn one_owner_gives_one_group() {
+        let segments = ids(&["AD3-2026-12-20", "AD6-2026-12-20"]);
+        let groups = group_by_owner(&segments, owner);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].link, 0);
+        assert_eq!(groups[0].segments, segments);
+    }
+
+    #[test]
+    fn refusal_of_the_earliest_segment_wins() {
+        let segments = ids(&["AD1-2026-12-20", "AD2-2026-12-20", "AD3-2026-12-20"]);
+        let refusals = vec![
+            Error::SoldOut {
+                segment: "AD3-2026-12-20".into(),
+                requested: 2,
+                left: 0,
+            },
+            Error::SalesClosed {
+                segment: "AD2-2026-12-20".into(),
+                departure: "2026-12-20T10:00:00-03:00".into(),
+            },
+        ];
+        let chosen = first_in_request_order(&segments, refusals).unwrap();
+        assert_eq!(chosen.kind(), Some("sales_closed"));
+    }
+
+    #[test]
+    fn refusal_without_segment_comes_first() {
+        let segments = ids(&["AD1-2026-12-20", "AD2-2026-12-20"]);
+        let refusals = vec![
+            Error::UnknownSegment {
+                segment: "AD1-2026-12-20".into(),
+            },
+            Error::RequestIdReused {
+                request_id: "r1".into(),
+            },
+        ];
+        let chosen = first_in_request_order(&segments, refusals).unwrap();
+        assert_eq!(chosen.kind(), Some("request_id_reused"));
+        assert_eq!(first_in_request_order(&segments, Vec::new()), None);
+    }
+}

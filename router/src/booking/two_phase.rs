@@ -1,0 +1,280 @@
+//! The router's part of a multi-shard booking: prepare on every participant,
+//! then send the decision to the home shard, which records it (the commit
+//! point) and finishes the other participants itself.
+//!
+//! Fault-injection points, for crash tests (see `trecho_common::failpoint`):
+//! - `router.after_prepare_some`: the first participant (the home shard)
+//!   prepared, the others were not asked yet. With this point enabled the
+//!   router sends the first prepare alone and waits for its answer.
+//! - `router.after_prepare_all`: every participant prepared, no decision
+//!   sent.
+//! - `router.after_decide`: the home shard answered a commit decision, the
+//!   client has no answer yet.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::future::join_all;
+use trecho_common::error::Error;
+use trecho_common::failpoint;
+use trecho_common::hashing::slot;
+use trecho_common::internal::{ShardOp, ShardReply, TxnId};
+use trecho_common::link::LinkError;
+use trecho_common::protocol::methods::BookRequest;
+use trecho_common::time::now_unix_millis;
+use trecho_common::types::Booking;
+
+use super::{first_in_request_order, Group};
+use crate::cluster::Cluster;
+use crate::dispatch::Pending;
+use crate::response::Reply;
+use crate::shard_error::{client_error, reply_type, unexpected_reply};
+
+const AFTER_PREPARE_SOME: &str = "router.after_prepare_some";
+const AFTER_PREPARE_ALL: &str = "router.after_prepare_all";
+const AFTER_DECIDE: &str = "router.after_decide";
+
+/// One transaction in progress.
+struct Transaction {
+    cluster: Arc<Cluster>,
+    txn: TxnId,
+    home_slot: u16,
+    /// Shard ids of the participants, home first.
+    participants: Vec<u32>,
+    /// Link index of each participant, in the same order.
+    links: Vec<usize>,
+    /// The booking's segments, in request order.
+    segments: Vec<String>,
+}
+
+/// Sends the prepares now (or only the first one when
+/// `router.after_prepare_some` is enabled) and returns the future of the
+/// booking.
+pub(super) fn start(cluster: Arc<Cluster>, request: BookRequest, groups: Vec<Group>) -> Pending {
+    let transaction = Transaction {
+        txn: random_txn(),
+        home_slot: slot(&request.segments[0]),
+        participants: groups.iter().map(|g| cluster.link(g.link).shard()).collect(),
+        links: groups.iter().map(|g| g.link).collect(),
+        segments: request.segments.clone(),
+        cluster,
+    };
+    let prepares = transaction.prepares(request, groups);
+    tracing::debug!(
+        txn = transaction.txn,
+        participants = ?transaction.participants,
+        "two-phase booking started"
+    );
+    if failpoint::is_enabled(AFTER_PREPARE_SOME) {
+        let first = transaction.send(0, &prepares[0]);
+        return Box::pin(async move {
+            let mut votes = vec![first.await];
+            failpoint::hit(AFTER_PREPARE_SOME);
+            let rest = prepares
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(index, op)| transaction.send(index, op));
+            votes.extend(join_all(rest).await);
+            transaction.conclude(votes).await.map(Reply::Booking)
+        });
+    }
+    let answers: Vec<_> = prepares
+        .iter()
+        .enumerate()
+        .map(|(index, op)| transaction.send(index, op))
+        .collect();
+    Box::pin(async move {
+        let votes = join_all(answers).await;
+        transaction.conclude(votes).await.map(Reply::Booking)
+    })
+}
+
+/// Returns a transaction id from the standard library's randomly keyed
+/// hasher over a process-wide counter and the clock, so ids differ across
+/// calls, threads and router processes.
+fn random_txn() -> TxnId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_i64(now_unix_millis());
+    hasher.finish()
+}
+
+/// What the participants answered to their prepares.
+#[derive(Default)]
+struct Votes {
+    prepared: usize,
+    /// The home shard's answer when the request id already made a booking.
+    existing: Option<Booking>,
+    /// Client errors, in participant order.
+    refusals: Vec<Error>,
+    /// The first failure that is our bug or a configuration error.
+    internal: Option<Error>,
+    /// The first participant whose prepare was never sent.
+    unavailable: Option<Error>,
+    /// The first participant whose prepare was sent but not answered.
+    lost: Option<u32>,
+}
+
+impl Transaction {
+    /// Builds each participant's prepare; the home shard's carries the
+    /// whole booking.
+    fn prepares(&self, request: BookRequest, groups: Vec<Group>) -> Vec<ShardOp> {
+        let deadline_ms = now_unix_millis()
+            .saturating_add(i64::try_from(self.cluster.prepare_timeout_ms()).unwrap_or(i64::MAX));
+        let seats = request.seats;
+        let mut booking = Some(request);
+        groups
+            .into_iter()
+            .map(|group| ShardOp::Prepare {
+                txn: self.txn,
+                home_slot: self.home_slot,
+                segments: group.segments,
+                seats,
+                deadline_ms,
+                participants: self.participants.clone(),
+                booking: booking.take(),
+            })
+            .collect()
+    }
+
+    /// Queues `op` for participant `index` now.
+    fn send(
+        &self,
+        index: usize,
+        op: &ShardOp,
+    ) -> impl std::future::Future<Output = Result<ShardReply, LinkError>> + Send + 'static {
+        self.cluster.link(self.links[index]).send(op)
+    }
+
+    /// Decides from the prepare answers, tells the home shard, and returns
+    /// the client's result.
+    async fn conclude(self, answers: Vec<Result<ShardReply, LinkError>>) -> Result<Booking, Error> {
+        let votes = self.count(answers);
+        if let Some(booking) = votes.existing {
+            // A retry of a finished booking: the new prepares are released.
+            self.abort().await;
+            return Ok(booking);
+        }
+        if votes.prepared == self.participants.len() {
+            failpoint::hit(AFTER_PREPARE_ALL);
+            return self.commit().await;
+        }
+        let acknowledged = self.abort().await;
+        Err(self.failure(votes, acknowledged))
+    }
+
+    fn count(&self, answers: Vec<Result<ShardReply, LinkError>>) -> Votes {
+        let mut votes = Votes::default();
+        for (index, answer) in answers.into_iter().enumerate() {
+            let link = self.cluster.link(self.links[index]);
+            match answer {
+                Ok(ShardReply::Prepared) => votes.prepared += 1,
+                Ok(ShardReply::Booking { booking }) if index == 0 => {
+                    votes.existing = Some(booking);
+                }
+                Ok(other) => {
+                    let error = unexpected_reply(link.shard(), "prepared", &other);
+                    votes.internal.get_or_insert(error);
+                }
+                Err(LinkError::Lost { shard }) => {
+                    votes.lost.get_or_insert(shard);
+                }
+                Err(error @ LinkError::Unavailable { .. }) => {
+                    let error = client_error(link, error, true);
+                    votes.unavailable.get_or_insert(error);
+                }
+                Err(error @ LinkError::Remote(_)) => match client_error(link, error, true) {
+                    error @ Error::Internal { .. } => {
+                        votes.internal.get_or_insert(error);
+                    }
+                    error => votes.refusals.push(error),
+                },
+            }
+        }
+        votes
+    }
+
+    /// Picks the client's error after an abort. A refusal is certain and
+    /// wins. A lost prepare is `outcome_unknown` unless the home shard
+    /// acknowledged the abort, because the home shard may have answered
+    /// with a booking the router never saw.
+    fn failure(&self, votes: Votes, acknowledged: bool) -> Error {
+        if let Some(refusal) = first_in_request_order(&self.segments, votes.refusals) {
+            return refusal;
+        }
+        if let Some(shard) = votes.lost {
+            if !acknowledged {
+                return Error::OutcomeUnknown { shard };
+            }
+        }
+        if let Some(error) = votes.internal {
+            return error;
+        }
+        if let Some(error) = votes.unavailable {
+            return error;
+        }
+        match votes.lost {
+            Some(shard) => {
+                let index = self.participants.iter().position(|&p| p == shard);
+                let link = self.cluster.link(self.links[index.unwrap_or(0)]);
+                Error::ShardUnavailable {
+                    shard,
+                    retry_after_ms: link.retry_after_ms(),
+                }
+            }
+            None => Error::internal("a booking failed without a recorded cause; this is a bug"),
+        }
+    }
+
+    fn decide(&self, commit: bool) -> ShardOp {
+        ShardOp::Decide {
+            txn: self.txn,
+            home_slot: self.home_slot,
+            commit,
+            participants: self.participants.clone(),
+        }
+    }
+
+    /// Sends the commit decision to the home shard and returns its booking.
+    async fn commit(&self) -> Result<Booking, Error> {
+        let home = self.cluster.link(self.links[0]);
+        match home.send(&self.decide(true)).await {
+            Ok(ShardReply::Booking { booking }) => {
+                tracing::debug!(txn = self.txn, booking = %booking.id, "two-phase booking committed");
+                failpoint::hit(AFTER_DECIDE);
+                Ok(booking)
+            }
+            Ok(other) => Err(unexpected_reply(home.shard(), "booking", &other)),
+            Err(error) => {
+                tracing::warn!(txn = self.txn, shard.id = home.shard(), %error, "commit decision failed");
+                Err(client_error(home, error, true))
+            }
+        }
+    }
+
+    /// Sends the abort decision to the home shard; returns whether the home
+    /// shard acknowledged it.
+    async fn abort(&self) -> bool {
+        let home = self.cluster.link(self.links[0]);
+        match home.send(&self.decide(false)).await {
+            Ok(ShardReply::Ack) => {
+                tracing::debug!(txn = self.txn, "two-phase booking aborted");
+                true
+            }
+            Ok(other) => {
+                let got = reply_type(&other);
+                tracing::error!(txn = self.txn, shard.id = home.shard(), got, "unexpected answer to an abort decision");
+                false
+            }
+            Err(error) => {
+                // The home shard aborts on its own at the prepare deadline.
+                tracing::warn!(txn = self.txn, shard.id = home.shard(), %error, "abort decision failed");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Router settings: [`RouterConfig`] and the command line flags in [`Args`].
+//!
+//! Values come from, in rising precedence: defaults, the TOML file given
+//! with `--config`, `TRECHO_<KEY>` environment variables (for example
+//! `TRECHO_MAX_IN_FLIGHT`), and flags. The shard map is either a `shards`
+//! spec string or `[[shard_map]]` tables in the file; the spec wins.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use trecho_common::config::{self as common_config, Error};
+use trecho_common::protocol::{DEFAULT_MAX_LINE, DEFAULT_ROUTER_ADDR};
+use trecho_common::shardmap::{ShardInfo, ShardMap};
+
+/// Smallest `max_line` accepted: room for any valid single request.
+const MIN_MAX_LINE: usize = 1024;
+
+/// Everything the router reads from configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RouterConfig {
+    /// Client address, `host:port`.
+    pub listen: String,
+    /// Shard map as `ID=HOST:PORT@FIRST-LAST[,FIRST-LAST...]` entries
+    /// separated by `;`.
+    pub shards: Option<String>,
+    /// Shard map entries, from `[[shard_map]]` tables.
+    pub shard_map: Option<Vec<ShardInfo>>,
+    /// Version of the shard map.
+    pub map_version: u64,
+    /// Schedule file; the built-in schedule when absent. Shards must use the
+    /// same schedule, or `routes.find` offers segments they do not have.
+    pub schedule: Option<PathBuf>,
+    /// Longest request line, in bytes, before the newline.
+    pub max_line: usize,
+    /// Client connections served at once; more get one `overloaded` error
+    /// and are closed.
+    pub max_connections: usize,
+    /// Requests of one connection in progress at once; the router stops
+    /// reading that connection until one finishes.
+    pub max_in_flight: usize,
+    /// Time allowed for each shard request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Time a participant keeps prepared seats before it asks the home
+    /// shard for the outcome, in milliseconds.
+    pub prepare_timeout_ms: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            listen: DEFAULT_ROUTER_ADDR.to_owned(),
+            shards: None,
+            shard_map: None,
+            map_version: 1,
+            schedule: None,
+            max_line: DEFAULT_MAX_LINE,
+            max_connections: 10_000,
+            max_in_flight: 1024,
+            request_timeout_ms: 1000,
+            prepare_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Command line flags of the router; each overrides the same key from the
+/// environment and the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// TOML configuration file; TRECHO_* environment variables override it,
+    /// and flags override both.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to accept clients on [default: 127.0.0.1:7878].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Shard map: ID=HOST:PORT@FIRST-LAST[,FIRST-LAST...] entries separated
+    /// by ';', covering slots 0-16383 exactly once.
+    #[arg(long, value_name = "SPEC")]
+    pub shards: Option<String>,
+    /// Version of the shard map [default: 1].
+    #[arg(long, value_name = "N")]
+    pub map_version: Option<u64>,
+    /// Schedule file, the same one the shards use [default: built-in].
+    #[arg(long, value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
+    /// Longest request line in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line: Option<usize>,
+    /// Client connections served at once [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Requests in progress per connection [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Time allowed for each shard request, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Time prepared seats wait for the decision, in milliseconds
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub prepare_timeout_ms: Option<u64>,
+}
+
+impl RouterConfig {
+    /// Loads the configuration from defaults, the `--config` file,
+    /// `TRECHO_*` variables and the flags in `args`.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when a source cannot be read or a value has the
+    /// wrong type.
+    pub fn load(args: &Args) -> Result<Self, Error> {
+        let overrides = [
+            ("listen", args.listen.clone()),
+            ("shards", args.shards.clone()),
+            ("map_version", text(args.map_version)),
+            ("schedule", args.schedule.as_ref().map(|p| p.display().to_string())),
+            ("max_line", text(args.max_line)),
+            ("max_connections", text(args.max_connections)),
+            ("max_in_flight", text(args.max_in_flight)),
+            ("request_timeout_ms", text(args.request_timeout_ms)),
+            ("prepare_timeout_ms", text(args.prepare_timeout_ms)),
+        ];
+        common_config::load(args.config.as_deref(), &overrides)
+    }
+
+    /// Builds and checks the shard map.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when no map is given or it does not cover every slot
+    /// exactly once.
+    pub fn shard_map(&self) -> Result<ShardMap, Error> {
+        common_config::shard_map(
+            self.map_version,
+            self.shards.as_deref(),
+            self.shard_map.as_deref(),
+        )
+    }
+
+    /// Checks that limits and timeouts are usable.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message naming the key and its allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_line < MIN_MAX_LINE {
+            return Err(format!(
+                "max_line must be at least {MIN_MAX_LINE} bytes, got {}",
+                self.max_line
+            ));
+        }
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("max_in_flight", self.max_in_flight as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("prepare_timeout_ms", self.prepare_timeout_ms),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{key} must be at least 1, got 0"));
+        }
+        if u32::try_from(self.max_connections).is_err() {
+            return Err(format!(
+                "max_connections must be at most {}, got {}",
+                u32::MAX,
+                self.max_connections
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn text<T: ToString>(value: Option<T>) -> Option<String> {
+    value.map(|v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_protocol() {
+        let config = RouterConfig::default();
+        assert_eq!(config.listen, "127.0.0.1:7878");
+        assert_eq!(config.max_line, 65_536);
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.max_in_flight, 1024);
+        assert_eq!(config.request_timeout_ms, 1000);
+        assert_eq!(config.prepare_timeout_ms, 5000);
+        assert_eq!(config.map_version, 1);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("router.toml");
+        std::fs::write(
+            &file,
+            "max_in_flight = 7\nmap_version = 3\n[[shard_map]]\nid = 0\naddress = \"127.0.0.1:1\"\nslots = [[0, 16383]]\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file),
+            max_line: Some(4096),
+            ..Args::default()
+        };
+        let config = RouterConfig::load(&args).unwrap();
+        assert_eq!(config.max_in_flight, 7);
+        assert_eq!(config.max_line, 4096);
+        let map = config.shard_map().unwrap();
+        assert_eq!(map.version, 3);
+        assert_eq!(map.owner_of_slot(16383).address, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn invalid_map_and_limits_are_rejected() {
+        let config = RouterConfig {
+            shards: Some("0=127.0.0.1:1@0-100".into()),
+            ..RouterConfig::default()
+        };
+        assert!(config.shard_map().is_err());
+        assert!(RouterConfig::default().shard_map().is_err());
+        let config = RouterConfig {
+            max_in_flight: 0,
+            ..RouterConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("max_in_flight"));
+        let config = RouterConfig {
+            max_line: 10,
+            ..RouterConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("max_line"));
+    }
+}

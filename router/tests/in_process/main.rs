@@ -1,0 +1,11 @@
+//! In-process tests: the router's `run` on 127.0.0.1:0 in front of fake
+//! shards that answer the internal protocol. They check framing,
+//! pipelining, batches, limits, forwarding, merges and the router's side of
+//! the two-phase commit. Tests with real shards live in the workspace's
+//! integration tests.
+
+mod booking;
+mod fake_shard;
+mod framing;
+mod harness;
+mod methods;
