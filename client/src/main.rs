@@ -1,1 +1,10 @@
-fn main() {}
+//! `trecho`: the command line of the trecho booking cluster. See `trecho
+//! --help` and the `cli` module.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

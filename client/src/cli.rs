@@ -1,0 +1,71 @@
+//! The `trecho` command line: argument parsing and dispatch.
+//!
+//! Client commands call the router through [`trecho_client::Client`]. The
+//! `shard` and `router` commands run that process in this one, `cluster`
+//! starts a local cluster of child processes, and `schedule import` builds
+//! a schedule file.
+
+mod args;
+mod cluster;
+mod commands;
+mod health;
+mod output;
+mod request_id;
+mod schedule;
+mod table;
+mod view;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// Parses the command line, runs the command, and prints any error.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        // The shard and the router start their own runtime and logging.
+        Command::Shard(node) => trecho_shard::main_with(node.args),
+        Command::Router(node) => trecho_router::main_with(node.args),
+        Command::Cluster(args) => {
+            install_tracing("info");
+            block_on(cluster::run(args))
+        }
+        Command::Health(args) => block_on(health::run(args)),
+        Command::Schedule(command) => schedule::run(command),
+        Command::Client(command) => {
+            install_tracing("warn");
+            block_on(commands::run(command))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output::print_error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the Tokio runtime")?;
+    runtime.block_on(future)
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` or else by `default`.
+fn install_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
