@@ -332,12 +332,13 @@ impl Catalog {
         limit: usize,
         keep: impl Fn(&SegmentEntry) -> bool,
     ) -> Vec<SegmentIndex> {
-        let origin = filter.origin.map(|code| self.airport_list(&self.by_origin, code));
+        let origin = filter
+            .origin
+            .map(|code| self.airport_list(&self.by_origin, code));
         let destination = filter
             .destination
             .map(|code| self.airport_list(&self.by_destination, code));
-        let candidates: Box<dyn Iterator<Item = SegmentIndex> + '_> = match (origin, destination)
-        {
+        let candidates: Box<dyn Iterator<Item = SegmentIndex> + '_> = match (origin, destination) {
             (Some(a), Some(b)) if b.len() < a.len() => Box::new(self.in_date(b, filter.date)),
             (Some(list), _) | (None, Some(list)) => Box::new(self.in_date(list, filter.date)),
             (None, None) => Box::new(0..self.entries.len() as SegmentIndex),
@@ -347,17 +348,20 @@ impl Catalog {
         candidates
             .filter(|&index| {
                 let entry = self.entry(index);
-                origin.map_or(true, |number| number == Some(entry.origin.into()))
-                    && destination
-                        .map_or(true, |number| number == Some(entry.destination.into()))
-                    && filter.date.map_or(true, |date| date.days() == entry.date)
+                passes(origin, Some(entry.origin.into()))
+                    && passes(destination, Some(entry.destination.into()))
+                    && passes(filter.date.map(Date::days), entry.date)
                     && keep(entry)
             })
             .take(limit)
             .collect()
     }
 
-    fn airport_list<'a>(&'a self, lists: &'a [Vec<SegmentIndex>], code: &str) -> &'a [SegmentIndex] {
+    fn airport_list<'a>(
+        &'a self,
+        lists: &'a [Vec<SegmentIndex>],
+        code: &str,
+    ) -> &'a [SegmentIndex] {
         self.airports
             .number(code)
             .and_then(|number| lists.get(number as usize))
@@ -382,6 +386,18 @@ impl Catalog {
             None => 0..list.len(),
         };
         list[range].iter().copied()
+    }
+}
+
+/// Returns whether `actual` passes a search filter: an absent filter
+/// passes everything.
+///
+/// Written out rather than as `Option::is_none_or`, which needs Rust 1.82
+/// while the workspace supports 1.80.
+fn passes<T: PartialEq>(expected: Option<T>, actual: T) -> bool {
+    match expected {
+        Some(expected) => expected == actual,
+        None => true,
     }
 }
 

@@ -132,6 +132,7 @@ pub(crate) fn replay(path: &Path, state: &mut State) -> Result<(File, ReplayStat
         shard.id = state.shard_id(),
         records = stats.records,
         bytes = stats.bytes,
+        segments = state.segment_count(),
         bookings = state.booking_count(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "journal replayed"
@@ -153,10 +154,12 @@ fn apply_lines(
     let mut line = Vec::with_capacity(4096);
     loop {
         line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         if read == 0 {
             return Ok(stats);
         }

@@ -68,7 +68,11 @@ pub(crate) struct OwnerChannels {
 impl Owner {
     /// Builds the owner over a replayed state.
     pub fn new(state: State, channels: OwnerChannels) -> Self {
-        let peers = Peers::new(state.shard_id(), state.map().clone(), channels.command_sender);
+        let peers = Peers::new(
+            state.shard_id(),
+            state.map().clone(),
+            channels.command_sender,
+        );
         Owner {
             state,
             requests: channels.requests,
@@ -143,8 +147,15 @@ impl Owner {
             }
         }
         match &result {
-            Ok(_) => tracing::debug!(conn.id = reply.conn, request.id = id, method, "request applied"),
-            Err(error) => tracing::debug!(conn.id = reply.conn, request.id = id, method, %error, "request refused"),
+            Ok(_) => tracing::debug!(
+                conn.id = reply.conn,
+                request.id = id,
+                method,
+                "request applied"
+            ),
+            Err(error) => {
+                tracing::debug!(conn.id = reply.conn, request.id = id, method, %error, "request refused")
+            }
         }
         self.collect_finishes();
         self.batch.push_reply(&reply, id, result);
@@ -175,7 +186,10 @@ impl Owner {
     /// Runs the timers that are due.
     fn tick(&mut self) {
         let now = now_unix_millis();
-        if self.state.next_timer().map_or(true, |at| at > now) {
+        let Some(next) = self.state.next_timer() else {
+            return;
+        };
+        if next > now {
             return;
         }
         match self.state.tick(now, &mut self.batch) {

@@ -74,7 +74,9 @@ struct Reservation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReservationState {
-    Prepared { deadline_ms: i64 },
+    Prepared {
+        deadline_ms: i64,
+    },
     Committed,
     /// Seats freed; also the tombstone of a transaction released before it
     /// was prepared here.
@@ -139,7 +141,7 @@ impl Rng {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Rng(nanos ^ (u64::from(std::process::id()) << 32))
+        Rng::new(nanos ^ (u64::from(std::process::id()) << 32))
     }
 
     /// Returns the next number.
@@ -315,7 +317,11 @@ impl State {
             }
             Err(error) => {
                 tracing::error!(shard.id = self.shard_id, %error, "record did not apply");
-                Err(Error::internal(format!("shard {} could not apply a change: {error}", self.shard_id)).into())
+                Err(Error::internal(format!(
+                    "shard {} could not apply a change: {error}",
+                    self.shard_id
+                ))
+                .into())
             }
         }
     }
@@ -397,8 +403,7 @@ impl State {
     fn new_txn(&mut self) -> TxnId {
         loop {
             let txn = self.rng.next_u64();
-            if txn != 0 && !self.txns.contains_key(&txn) && !self.reservations.contains_key(&txn)
-            {
+            if txn != 0 && !self.txns.contains_key(&txn) && !self.reservations.contains_key(&txn) {
                 return txn;
             }
         }

@@ -178,16 +178,10 @@ fn seed_catalog(shard_id: u32, map: &ShardMap, seed: &SeedSource) -> Result<Cata
         Some(path) => Schedule::load(path)?,
         None => Schedule::builtin(),
     };
-    let mut catalog = Catalog::default();
-    for day in 0..seed.days {
-        let date = seed.start.add_days(day as i32);
-        for spec in schedule.segments(date, 1) {
-            if map.owns(shard_id, trecho_common::hashing::slot(&spec.id)) {
-                catalog.push(&spec)?;
-            }
-        }
-    }
-    Ok(catalog.finish()?)
+    let owned = (0..seed.days)
+        .flat_map(|day| schedule.segments(seed.start.add_days(day as i32), 1))
+        .filter(|spec| map.owns(shard_id, trecho_common::hashing::slot(&spec.id)));
+    Ok(Catalog::build(owned)?)
 }
 
 /// One segment as `segments.json` stores it.
@@ -380,7 +374,14 @@ mod tests {
         open(&data, 0, &map, &source).unwrap();
         let err = open(&data, 1, &map, &source).unwrap_err();
         assert!(
-            matches!(err, Error::WrongShard { found: 0, expected: 1, .. }),
+            matches!(
+                err,
+                Error::WrongShard {
+                    found: 0,
+                    expected: 1,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -245,11 +245,6 @@ impl State {
         self.emit(Record::FinishAcked { txn, shard, commit }, sink)
     }
 
-    /// Returns whether a finish for `txn` is still queued for `shard`.
-    pub fn is_queued(&self, txn: TxnId, shard: u32) -> bool {
-        self.outbox.contains_key(&(txn, shard))
-    }
-
     /// Applies the outcome a participant learned by resolving.
     pub fn apply_outcome(
         &mut self,
@@ -274,7 +269,11 @@ impl State {
             if deadline_ms > now_ms {
                 break;
             }
-            tracing::debug!(shard.id = self.shard_id, txn, "pending transaction passed its deadline");
+            tracing::debug!(
+                shard.id = self.shard_id,
+                txn,
+                "pending transaction passed its deadline"
+            );
             let participants = Vec::new();
             self.emit(Record::Aborted { txn, participants }, sink)?;
         }
@@ -324,7 +323,13 @@ impl State {
             Some(ReservationState::Prepared { .. })
         );
         if prepared {
-            self.emit(Record::Finished { txn, commit: committed }, sink)?;
+            self.emit(
+                Record::Finished {
+                    txn,
+                    commit: committed,
+                },
+                sink,
+            )?;
         }
         Ok(())
     }
