@@ -121,11 +121,12 @@ pub(crate) fn list(cluster: &Cluster, document: String) -> Pending {
     })
 }
 
-/// Sorts by creation instant, newest first. The sort is stable, so bookings
-/// created in the same second keep the order their home shard gave them.
+/// Sorts by creation instant to the millisecond, newest first. The sort is
+/// stable, so bookings created in the same millisecond keep the order their
+/// home shard gave them.
 pub(crate) fn sort_newest_first(bookings: &mut [Booking]) {
     bookings.sort_by_cached_key(|booking| {
-        std::cmp::Reverse(rfc3339::parse(&booking.created_at).unwrap_or(i64::MIN))
+        std::cmp::Reverse(rfc3339::parse_millis(&booking.created_at).unwrap_or(i64::MIN))
     });
 }
 
@@ -233,6 +234,12 @@ mod tests {
         sort_newest_first(&mut bookings);
         let ids: Vec<&str> = bookings.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["AAAAAD", "AAAAAB", "AAAAAC"]);
+        let mut bookings = vec![
+            booking("AAAAAB", "2026-01-01T10:00:00.100Z"),
+            booking("AAAAAC", "2026-01-01T10:00:00.900Z"),
+        ];
+        sort_newest_first(&mut bookings);
+        assert_eq!(bookings[0].id, "AAAAAC", "milliseconds decide within a second");
     }
 
     #[test]

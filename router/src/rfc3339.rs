@@ -10,7 +10,10 @@ pub(crate) fn parse(text: &str) -> Option<i64> {
     let date = Date::parse(text.get(..10)?).ok()?;
     let bytes = text.as_bytes();
     let separators = [(10, b'T'), (13, b':'), (16, b':')];
-    if separators.iter().any(|&(at, byte)| bytes.get(at) != Some(&byte)) {
+    if separators
+        .iter()
+        .any(|&(at, byte)| bytes.get(at) != Some(&byte))
+    {
         return None;
     }
     let hour = number(text, 11)?;
@@ -22,6 +25,21 @@ pub(crate) fn parse(text: &str) -> Option<i64> {
     let offset_minutes = offset(skip_fraction(text.get(19..)?))?;
     let local = date.midnight_unix(0) + hour * 3600 + minute * 60 + second;
     Some(local - offset_minutes * 60)
+}
+
+/// Parses the same text as [`parse`] into Unix milliseconds, reading the
+/// first three fractional digits, so that instants within one second still
+/// compare in order.
+pub(crate) fn parse_millis(text: &str) -> Option<i64> {
+    let seconds = parse(text)?;
+    let fraction = text.get(19..)?.strip_prefix('.').unwrap_or("");
+    let digits: String = fraction
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(3)
+        .collect();
+    let millis: i64 = format!("{digits:0<3}").parse().ok()?;
+    Some(seconds * 1000 + millis)
 }
 
 /// Reads two digits at `at`.
@@ -78,6 +96,15 @@ mod tests {
             assert_eq!(parse(&format_rfc3339(unix, offset)), Some(unix));
         }
         assert_eq!(parse("1970-01-01T00:00:01.250Z"), Some(1));
+    }
+
+    #[test]
+    fn millis_keep_the_fraction() {
+        assert_eq!(parse_millis("1970-01-01T00:00:01.250Z"), Some(1250));
+        assert_eq!(parse_millis("1970-01-01T00:00:01.2Z"), Some(1200));
+        assert_eq!(parse_millis("1970-01-01T00:00:01.123456Z"), Some(1123));
+        assert_eq!(parse_millis("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(parse_millis("1970-01-01T01:00:01.5+01:00"), Some(1500));
     }
 
     #[test]

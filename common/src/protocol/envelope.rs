@@ -51,7 +51,9 @@ pub enum Message<'a> {
 struct RawEnvelope<'a> {
     #[serde(borrow, default)]
     jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    // `"id": null` must stay `Some`: a plain `Option` reads it as absent,
+    // which would turn the request into a notification with no response.
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     method: Option<&'a RawValue>,
@@ -134,6 +136,14 @@ fn check_request(raw: &RawValue) -> Result<RequestEnvelope<'_>, (RequestId, Erro
     })
 }
 
+/// Reads a member that is present, `null` included, as `Some`.
+fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
 fn read_id(raw: &RawValue) -> Option<RequestId> {
     let text = raw.get();
     match text.as_bytes().first()? {
@@ -193,6 +203,8 @@ mod tests {
         assert_eq!(req.method, "ping");
         let req = single(r#"{"jsonrpc":"2.0","method":"ping"}"#).unwrap();
         assert!(req.id.is_none());
+        let req = single(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).unwrap();
+        assert_eq!(req.id.unwrap().as_json(), "null");
     }
 
     #[test]

@@ -19,8 +19,15 @@ pub(super) enum Prior {
     Booked(Locator),
 }
 
+/// Formats Unix milliseconds as RFC 3339 in UTC, milliseconds included, so
+/// that bookings made within one second still list newest first.
 fn rfc3339_utc(unix_ms: i64) -> String {
-    format_rfc3339(unix_ms.div_euclid(1000), 0)
+    let seconds = format_rfc3339(unix_ms.div_euclid(1000), 0);
+    format!(
+        "{}.{:03}Z",
+        seconds.trim_end_matches('Z'),
+        unix_ms.rem_euclid(1000)
+    )
 }
 
 impl State {
@@ -82,7 +89,11 @@ impl State {
         match outcome {
             Some(Outcome::Committed(locator)) => Ok(Prior::Booked(*locator)),
             Some(Outcome::Pending { .. }) if Some(earlier) != current => {
-                tracing::debug!(shard.id = self.shard_id, txn = earlier, "retry aborts the first attempt");
+                tracing::debug!(
+                    shard.id = self.shard_id,
+                    txn = earlier,
+                    "retry aborts the first attempt"
+                );
                 self.emit(
                     Record::Aborted {
                         txn: earlier,
