@@ -191,7 +191,10 @@ impl Args {
                 "prepare_timeout_ms",
                 self.prepare_timeout_ms.map(|v| v.to_string()),
             ),
-            ("max_connections", self.max_connections.map(|v| v.to_string())),
+            (
+                "max_connections",
+                self.max_connections.map(|v| v.to_string()),
+            ),
         ]
     }
 }

@@ -183,9 +183,9 @@ pub async fn run(
     }
 }
 
-/// Runs the shard process: installs logging (filter from `RUST_LOG`,
-/// default `info`), loads the configuration, listens on `listen`, and
-/// serves until SIGTERM or Ctrl-C.
+/// Runs the shard process: installs logging to stderr (filter from
+/// `RUST_LOG`, default `info`), loads the configuration, listens on
+/// `listen`, and serves until SIGTERM or Ctrl-C.
 ///
 /// # Errors
 ///
@@ -215,7 +215,11 @@ fn install_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A subscriber installed earlier in this process is kept.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Completes on SIGTERM or Ctrl-C.

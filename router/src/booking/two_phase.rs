@@ -20,7 +20,7 @@ use futures::future::join_all;
 use trecho_common::error::Error;
 use trecho_common::failpoint;
 use trecho_common::hashing::slot;
-use trecho_common::internal::{ShardOp, ShardReply, TxnId};
+use trecho_common::internal::{ShardError, ShardOp, ShardReply, TxnId};
 use trecho_common::link::LinkError;
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::time::now_unix_millis;
@@ -249,6 +249,19 @@ impl Transaction {
                 Ok(booking)
             }
             Ok(other) => Err(unexpected_reply(home.shard(), "booking", &other)),
+            Err(LinkError::Remote(ShardError::Client {
+                error: Error::Internal { message },
+            })) => {
+                // The home shard rejects a commit when it aborted the
+                // transaction first (its deadline passed, or a retry with
+                // the same request id replaced it) or failed to record it.
+                // Another attempt may have booked under the request id, so
+                // only a retry can tell the client what it has.
+                tracing::warn!(txn = self.txn, shard.id = home.shard(), error = %message, "commit decision rejected");
+                Err(Error::OutcomeUnknown {
+                    shard: home.shard(),
+                })
+            }
             Err(error) => {
                 tracing::warn!(txn = self.txn, shard.id = home.shard(), %error, "commit decision failed");
                 Err(client_error(home, error, true))

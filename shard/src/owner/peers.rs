@@ -6,12 +6,20 @@
 //! until the peer answers; the answer goes back to the owner task as a
 //! [`Command`], which journals it. Sending twice is harmless: both
 //! messages are idempotent on the receiving shard.
+//!
+//! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
+//! `shard.mid_finish` stops a home shard half-way through telling the
+//! participants: with it enabled, a finish for two or more participants
+//! goes to the first one alone, and the shard stops once that one
+//! acknowledged, before the others hear anything.
 
 use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::mpsc;
-use trecho_common::internal::{ShardOp, ShardReply, TxnId};
+use trecho_common::error::Error;
+use trecho_common::failpoint;
+use trecho_common::internal::{ShardError, ShardOp, ShardReply, TxnId};
 use trecho_common::link::{LinkError, LinkOptions, ShardLink};
 use trecho_common::shardmap::ShardMap;
 
@@ -21,6 +29,8 @@ use crate::state::{DueResolve, FinishJob};
 /// First wait after a failed attempt; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+const MID_FINISH: &str = "shard.mid_finish";
 
 /// Links to the other shards and the messages in flight on them.
 pub(super) struct Peers {
@@ -48,6 +58,10 @@ impl Peers {
 
     /// Sends the finish of `job` to each of its participants.
     pub fn deliver(&mut self, job: FinishJob) {
+        if job.shards.len() > 1 && failpoint::is_enabled(MID_FINISH) {
+            self.deliver_then_stop(job);
+            return;
+        }
         for shard in job.shards {
             if !self.finishing.insert((job.txn, shard, job.commit)) {
                 continue;
@@ -68,6 +82,27 @@ impl Peers {
                 }
             });
         }
+    }
+
+    /// Sends the finish of `job` to its first participant and stops the
+    /// process at `shard.mid_finish` once it is acknowledged.
+    fn deliver_then_stop(&mut self, job: FinishJob) {
+        let Some(link) = self.link(job.shards[0]) else {
+            return;
+        };
+        let op = ShardOp::Finish {
+            txn: job.txn,
+            commit: job.commit,
+        };
+        tokio::spawn(async move {
+            let acked = send_until_answered(&link, &op, |reply| {
+                matches!(reply, ShardReply::Ack).then_some(())
+            })
+            .await;
+            if acked.is_some() {
+                failpoint::hit(MID_FINISH);
+            }
+        });
     }
 
     /// Forgets a finish once its acknowledgement is journaled.
@@ -112,7 +147,11 @@ impl Peers {
             return Some(link.clone());
         }
         let Ok(info) = self.map.shard(shard) else {
-            tracing::error!(shard.id = self.shard_id, peer.id = shard, "peer is not in the shard map; message dropped");
+            tracing::error!(
+                shard.id = self.shard_id,
+                peer.id = shard,
+                "peer is not in the shard map; message dropped"
+            );
             return None;
         };
         let link = ShardLink::spawn(shard, info.address.clone(), LinkOptions::default());
@@ -122,7 +161,7 @@ impl Peers {
 }
 
 /// Sends `op` until the peer answers with a reply that `accept` takes,
-/// waiting longer after each failure. Gives up only on a refusal, which a
+/// waiting longer after each failure. Gives up only on a refusal that a
 /// retry would not change; the message is sent again on the next restart.
 async fn send_until_answered<T>(
     link: &ShardLink,
@@ -136,18 +175,65 @@ async fn send_until_answered<T>(
                 if let Some(value) = accept(&reply) {
                     return Some(value);
                 }
-                tracing::error!(peer.id = link.shard(), ?reply, "unexpected answer from peer shard");
+                tracing::error!(
+                    peer.id = link.shard(),
+                    ?reply,
+                    "unexpected answer from peer shard"
+                );
                 return None;
             }
-            Err(LinkError::Remote(refusal)) => {
+            Err(LinkError::Remote(refusal)) if !is_transient(&refusal) => {
                 tracing::error!(peer.id = link.shard(), %refusal, "peer shard refused a transaction message");
                 return None;
             }
             Err(error) => {
-                tracing::debug!(peer.id = link.shard(), %error, "peer shard unreachable; retrying");
+                tracing::debug!(peer.id = link.shard(), %error, "peer shard unavailable; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Returns whether a rejection is temporary: the peer's request queue is
+/// full, or the peer is stopping. Giving up on those would leave a finish
+/// undelivered, or a prepared reservation unresolved, until a restart.
+fn is_transient(refusal: &ShardError) -> bool {
+    matches!(
+        refusal,
+        ShardError::Client {
+            error: Error::Overloaded { .. } | Error::ShardUnavailable { .. },
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_busy_or_stopping_peers_are_retried() {
+        let overloaded = Error::Overloaded {
+            message: "queue full".to_owned(),
+        };
+        let stopping = Error::ShardUnavailable {
+            shard: 1,
+            retry_after_ms: 1000,
+        };
+        assert!(is_transient(&overloaded.into()));
+        assert!(is_transient(&stopping.into()));
+
+        let not_owner = ShardError::NotOwner {
+            slot: 3,
+            shard: 1,
+            map_version: 1,
+        };
+        let bad_request = ShardError::BadRequest {
+            message: "no reservation".to_owned(),
+        };
+        let internal = Error::internal("aborted".to_owned());
+        assert!(!is_transient(&not_owner));
+        assert!(!is_transient(&bad_request));
+        assert!(!is_transient(&internal.into()));
     }
 }

@@ -261,7 +261,10 @@ impl State {
             return fail(0, format!("confirm of unknown booking {locator}"));
         };
         if booking.status != BookingStatus::Held {
-            return fail(booking.txn, format!("confirm of booking {locator} that is not held"));
+            return fail(
+                booking.txn,
+                format!("confirm of booking {locator} that is not held"),
+            );
         }
         booking.status = BookingStatus::Confirmed;
         if let Some(expires_ms) = booking.expires_ms {
@@ -283,7 +286,10 @@ impl State {
         if !allowed {
             return fail(
                 booking.txn,
-                format!("booking {locator} is {} and cannot become {status}", booking.status),
+                format!(
+                    "booking {locator} is {} and cannot become {status}",
+                    booking.status
+                ),
             );
         }
         booking.status = status;

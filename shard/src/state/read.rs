@@ -112,7 +112,11 @@ impl State {
                 Some(AuditReservation {
                     txn,
                     home_slot: reservation.home_slot,
-                    segments: reservation.segments.iter().map(|&i| self.catalog.id(i)).collect(),
+                    segments: reservation
+                        .segments
+                        .iter()
+                        .map(|&i| self.catalog.id(i))
+                        .collect(),
                     seats: reservation.seats,
                     state,
                 })
