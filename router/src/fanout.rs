@@ -44,15 +44,14 @@ pub(crate) fn ask_all(cluster: &Cluster, op: &ShardOp) -> impl Future<Output = A
 pub(crate) fn gather<T>(
     answers: Answers,
     expected: &'static str,
-    mut pick: impl FnMut(u32, ShardReply) -> Result<T, ShardReply>,
+    mut pick: impl FnMut(u32, ShardReply) -> Result<T, &'static str>,
 ) -> (Vec<T>, Coverage) {
     let mut items = Vec::with_capacity(answers.len());
     let mut unavailable = Vec::new();
     for (shard, answer) in answers {
         match answer.map(|reply| pick(shard, reply)) {
             Ok(Ok(item)) => items.push(item),
-            Ok(Err(other)) => {
-                let got = reply_type(&other);
+            Ok(Err(got)) => {
                 tracing::error!(shard.id = shard, expected, got, "unexpected answer from shard");
                 unavailable.push(shard);
             }
@@ -84,7 +83,7 @@ pub(crate) fn search(cluster: &Cluster, params: SearchParams) -> Pending {
     Box::pin(async move {
         let (lists, coverage) = gather(answers.await, "segments", |_, reply| match reply {
             ShardReply::Segments { segments } => Ok(segments),
-            other => Err(other),
+            other => Err(reply_type(&other)),
         });
         let mut segments: Vec<Segment> = lists.into_iter().flatten().collect();
         sort_by_departure(&mut segments);
@@ -113,7 +112,7 @@ pub(crate) fn list(cluster: &Cluster, document: String) -> Pending {
     Box::pin(async move {
         let (lists, coverage) = gather(answers.await, "bookings", |_, reply| match reply {
             ShardReply::Bookings { bookings } => Ok(bookings),
-            other => Err(other),
+            other => Err(reply_type(&other)),
         });
         let mut bookings: Vec<Booking> = lists.into_iter().flatten().collect();
         sort_newest_first(&mut bookings);
@@ -139,7 +138,7 @@ pub(crate) fn status(cluster: &std::sync::Arc<Cluster>) -> Pending {
         let map = cluster.map();
         let (statuses, _) = gather(answers.await, "status", |shard, reply| match reply {
             ShardReply::Status(status) => Ok((shard, status)),
-            other => Err(other),
+            other => Err(reply_type(&other)),
         });
         let shards = map
             .shards
@@ -251,7 +250,7 @@ mod tests {
         ];
         let (items, coverage) = gather(answers, "bookings", |_, reply| match reply {
             ShardReply::Bookings { bookings } => Ok(bookings),
-            other => Err(other),
+            other => Err(reply_type(&other)),
         });
         assert_eq!(items.len(), 1);
         assert!(coverage.partial);

@@ -8,11 +8,11 @@ use trecho_common::types::Locator;
 use crate::cluster::Cluster;
 use crate::dispatch::Pending;
 use crate::response::Reply;
-use crate::shard_error::{client_error, unexpected_reply};
+use crate::shard_error::{client_error, reply_type, unexpected_reply};
 
 /// Picks the client's result out of a shard's answer, or gives the answer
 /// back when it has the wrong type.
-pub(crate) type Expect = fn(ShardReply) -> Result<Reply, ShardReply>;
+pub(crate) type Expect = fn(ShardReply) -> Result<Reply, &'static str>;
 
 /// Sends `op` over `link` now and returns the future of the client's
 /// result.
@@ -23,7 +23,7 @@ pub(crate) fn forward(link: &ShardLink, op: &ShardOp, expected: &'static str, ex
     Box::pin(async move {
         match answer.await {
             Ok(reply) => {
-                expect(reply).map_err(|other| unexpected_reply(link.shard(), expected, &other))
+                expect(reply).map_err(|other| unexpected_reply(link.shard(), expected, other))
             }
             Err(error) => Err(client_error(&link, error, write)),
         }
@@ -31,18 +31,18 @@ pub(crate) fn forward(link: &ShardLink, op: &ShardOp, expected: &'static str, ex
 }
 
 /// Extracts a segment.
-pub(crate) fn expect_segment(reply: ShardReply) -> Result<Reply, ShardReply> {
+pub(crate) fn expect_segment(reply: ShardReply) -> Result<Reply, &'static str> {
     match reply {
         ShardReply::Segment { segment } => Ok(Reply::Segment(segment)),
-        other => Err(other),
+        other => Err(reply_type(&other)),
     }
 }
 
 /// Extracts a booking.
-pub(crate) fn expect_booking(reply: ShardReply) -> Result<Reply, ShardReply> {
+pub(crate) fn expect_booking(reply: ShardReply) -> Result<Reply, &'static str> {
     match reply {
         ShardReply::Booking { booking } => Ok(Reply::Booking(booking)),
-        other => Err(other),
+        other => Err(reply_type(&other)),
     }
 }
 

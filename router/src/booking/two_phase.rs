@@ -155,8 +155,11 @@ impl Transaction {
     async fn conclude(self, answers: Vec<Result<ShardReply, LinkError>>) -> Result<Booking, Error> {
         let votes = self.count(answers);
         if let Some(booking) = votes.existing {
-            // A retry of a finished booking: the new prepares are released.
-            self.abort().await;
+            // A retry of a finished booking: the new prepares are released
+            // before the client hears back, so a retry takes no seats.
+            if self.abort().await {
+                self.release_participants().await;
+            }
             return Ok(booking);
         }
         if votes.prepared == self.participants.len() {
@@ -164,7 +167,29 @@ impl Transaction {
             return self.commit().await;
         }
         let acknowledged = self.abort().await;
+        if acknowledged {
+            self.release_participants().await;
+        }
         Err(self.failure(votes, acknowledged))
+    }
+
+    /// Tells every participant but the home shard to release its prepared
+    /// seats, once the home shard has recorded the abort, and waits for
+    /// their answers. The home shard sends the same release from its outbox
+    /// too, and a second release changes nothing; sending it here as well
+    /// means a client that gets `sold_out` (or its earlier booking, on a
+    /// retry) sees every seat of the failed attempt already free.
+    async fn release_participants(&self) {
+        let release = ShardOp::Finish {
+            txn: self.txn,
+            commit: false,
+        };
+        let answers = (1..self.links.len()).map(|index| self.send(index, &release));
+        for answer in join_all(answers).await {
+            if let Err(error) = answer {
+                tracing::debug!(txn = self.txn, %error, "release left to the home shard");
+            }
+        }
     }
 
     fn count(&self, answers: Vec<Result<ShardReply, LinkError>>) -> Votes {
@@ -177,7 +202,7 @@ impl Transaction {
                     votes.existing = Some(booking);
                 }
                 Ok(other) => {
-                    let error = unexpected_reply(link.shard(), "prepared", &other);
+                    let error = unexpected_reply(link.shard(), "prepared", reply_type(&other));
                     votes.internal.get_or_insert(error);
                 }
                 Err(LinkError::Lost { shard }) => {
@@ -248,7 +273,7 @@ impl Transaction {
                 failpoint::hit(AFTER_DECIDE);
                 Ok(booking)
             }
-            Ok(other) => Err(unexpected_reply(home.shard(), "booking", &other)),
+            Ok(other) => Err(unexpected_reply(home.shard(), "booking", reply_type(&other))),
             Err(LinkError::Remote(ShardError::Client {
                 error: Error::Internal { message },
             })) => {

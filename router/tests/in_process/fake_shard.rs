@@ -133,7 +133,7 @@ impl FakeShard {
                 let mut segments: Vec<Segment> = state
                     .segments
                     .values()
-                    .filter(|s| origin.as_ref().map_or(true, |o| *o == s.origin))
+                    .filter(|s| origin.as_ref().is_none_or(|o| *o == s.origin))
                     .cloned()
                     .collect();
                 segments.sort_by(|a, b| a.id.cmp(&b.id));

@@ -106,7 +106,7 @@ async fn requests_reach_the_shard_in_the_order_sent() {
     for id in 0..200usize {
         let segment = &segments[id % segments.len()];
         if id % 3 == 0 {
-            let params = crate::harness::booking_params(&[segment.clone()], 1);
+            let params = crate::harness::booking_params(std::slice::from_ref(segment), 1);
             burst.push_str(&request(id as u64, "bookings.create", params));
             expected.push(format!("book {segment}"));
         } else {
@@ -181,7 +181,7 @@ async fn notification_is_executed_without_a_response() {
     shard.add_segment(&segment, 3);
     let router = start_router(&[&shard], |_| {}).await;
     let mut client = Client::connect(&router.address).await;
-    let params = crate::harness::booking_params(&[segment.clone()], 2);
+    let params = crate::harness::booking_params(std::slice::from_ref(&segment), 2);
     let notification = json!({"jsonrpc": "2.0", "method": "bookings.create", "params": params});
     client.send(format!("{notification}\n").as_bytes()).await;
     client.send(PING).await;

@@ -95,7 +95,7 @@ async fn booking_methods_go_to_the_home_shard_of_the_locator() {
     let router = start_router(&[&shards[0], &shards[1]], |_| {}).await;
     let mut client = Client::connect(&router.address).await;
     let created = client
-        .call(1, "bookings.create", booking_params(&[segment.clone()], 1))
+        .call(1, "bookings.create", booking_params(std::slice::from_ref(&segment), 1))
         .await;
     let locator = created["result"]["id"].as_str().unwrap().to_owned();
     assert_eq!(created["result"]["status"], "confirmed", "{created}");
