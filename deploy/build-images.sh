@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the release binaries and the trecho image from them, with no
+# registry access. The image contains the binaries, the shared libraries ldd
+# reports for them, and the few files glibc reads at run time. Needs cargo,
+# docker, ldd and strip (binutils).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+image=${TRECHO_IMAGE:-trecho:local}
+binaries=(trecho trecho-router trecho-shard)
+
+cd "$repo"
+cargo build --release --locked --bins -p trecho-client -p trecho-router -p trecho-shard
+
+context=$(mktemp -d)
+trap 'rm -rf "$context"' EXIT
+rootfs="$context/rootfs"
+mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$context/data"
+
+for binary in "${binaries[@]}"; do
+    # The release profile keeps line tables for backtraces; the image keeps
+    # only the symbols, which is most of the size saved.
+    strip --strip-debug -o "$rootfs/usr/local/bin/$binary" "target/release/$binary"
+    # Every library the dynamic loader maps, including the loader itself.
+    ldd "target/release/$binary" | grep -o '/[^ ]*' | while read -r library; do
+        mkdir -p "$rootfs$(dirname "$library")"
+        cp -L "$library" "$rootfs$library"
+    done
+done
+
+# glibc resolves compose service names through /etc/hosts and DNS; Docker
+# mounts /etc/hosts and /etc/resolv.conf, and nsswitch.conf names the order.
+printf 'hosts: files dns\n' > "$rootfs/etc/nsswitch.conf"
+printf 'root:x:0:0::/:/nonexistent\ntrecho:x:10001:10001::/data:/nonexistent\n' > "$rootfs/etc/passwd"
+printf 'root:x:0:\ntrecho:x:10001:\n' > "$rootfs/etc/group"
+chmod 1777 "$rootfs/tmp"
+
+cp deploy/Dockerfile "$context/Dockerfile"
+docker build --quiet -t "$image" "$context" >/dev/null
+size=$(docker image inspect "$image" --format '{{.Size}}')
+echo "built $image ($((size / 1024 / 1024)) MiB)"
