@@ -6,6 +6,7 @@
 //! a schedule file.
 
 mod args;
+mod audit;
 mod cluster;
 mod commands;
 mod health;
@@ -36,6 +37,14 @@ pub(crate) fn main() -> ExitCode {
             block_on(cluster::run(args))
         }
         Command::Health(args) => block_on(health::run(args)),
+        Command::Bench(args) => {
+            install_tracing("warn");
+            crate::bench::main(args)
+        }
+        Command::Audit(args) => {
+            install_tracing("warn");
+            block_on(audit::run(args))
+        }
         Command::Schedule(command) => schedule::run(command),
         Command::Client(command) => {
             install_tracing("warn");
@@ -66,6 +75,7 @@ fn install_tracing(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -25,6 +25,9 @@ pub(crate) enum Command {
     Client(ClientCommand),
     /// Exit 0 when the router (or, with --internal, a shard) responds to a ping.
     Health(HealthArgs),
+    /// Check the seat and booking invariants on every shard; exit 1 on any
+    /// violation.
+    Audit(AuditArgs),
     /// Build schedule files.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -34,6 +37,9 @@ pub(crate) enum Command {
     Router(RouterNode),
     /// Start a local cluster: shards and a router as child processes.
     Cluster(ClusterArgs),
+    /// Measure throughput and latency of bookings on trecho, Redis or
+    /// PostgreSQL, then check the seats taken on the server.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// The commands that talk to the router.
@@ -214,6 +220,20 @@ pub(crate) struct HealthArgs {
     /// Time allowed for the pong, in milliseconds.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub(crate) timeout_ms: u64,
+}
+
+/// `trecho audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Router address. The audit reads the shard map from the router, then
+    /// connects to every shard at its address in that map, so it must run
+    /// where those addresses resolve.
+    #[arg(long, env = "TRECHO_ROUTER", default_value = DEFAULT_ROUTER_ADDR, value_name = "HOST:PORT")]
+    pub(crate) router: String,
+    /// How long a transaction may stay unsettled before it is reported as in
+    /// doubt, in seconds. Keep it above the shards' prepare timeout.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub(crate) in_doubt_after: u64,
 }
 
 /// `trecho schedule ...`.

@@ -19,7 +19,11 @@ pub enum Frame<'a> {
 /// the next newline, so the connection stays usable.
 pub struct LineReader<R> {
     inner: R,
+    /// Read buffer, every byte initialized. Bytes from `filled` on are free
+    /// space, kept initialized so that a read does not zero it again.
     buf: Vec<u8>,
+    /// End of the bytes read into `buf`.
+    filled: usize,
     /// Start of unread data in `buf`.
     start: usize,
     /// How far past `start` the newline search has already looked.
@@ -33,7 +37,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(inner: R, max_line: usize) -> Self {
         LineReader {
             inner,
-            buf: Vec::with_capacity(4096),
+            // Allocated on the first read.
+            buf: Vec::new(),
+            filled: 0,
             start: 0,
             scanned: 0,
             max_line,
@@ -44,7 +50,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// Returns whether a complete line is already buffered, so that a caller
     /// can tell if [`LineReader::next_frame`] would return without reading.
     pub fn has_buffered_line(&self) -> bool {
-        self.buf[self.start..].contains(&b'\n')
+        self.buf[self.start..self.filled].contains(&b'\n')
     }
 
     /// Reads the next frame, or `None` at end of stream. A partial last line
@@ -55,7 +61,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// Returns the I/O error of the underlying reader.
     pub async fn next_frame(&mut self) -> std::io::Result<Option<Frame<'_>>> {
         loop {
-            let unread = &self.buf[self.start..];
+            let unread = &self.buf[self.start..self.filled];
             if let Some(offset) = unread[self.scanned..].iter().position(|&b| b == b'\n') {
                 let end = self.start + self.scanned + offset;
                 let line_start = self.start;
@@ -77,12 +83,14 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             // Allow one extra byte for a trailing `\r` before the newline.
             if self.scanned > self.max_line + 1 {
                 self.discarding = true;
-                self.start = self.buf.len();
+                self.start = self.filled;
                 self.scanned = 0;
             }
             self.compact();
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(4096);
+            if self.buf.len() - self.filled < 1024 {
+                // Doubling keeps the copying of a long line linear.
+                let grown = (self.buf.len() * 2).max(4096);
+                self.buf.resize(grown, 0);
             }
             let read = self.read_more().await?;
             if read == 0 {
@@ -92,27 +100,25 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 
     async fn read_more(&mut self) -> std::io::Result<usize> {
-        let len = self.buf.len();
-        let spare = self.buf.capacity() - len;
-        self.buf.resize(len + spare, 0);
-        let result = self.inner.read(&mut self.buf[len..]).await;
-        let read = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + read);
-        result
+        let read = self.inner.read(&mut self.buf[self.filled..]).await?;
+        self.filled += read;
+        Ok(read)
     }
 
     /// Moves unread bytes to the front of the buffer once the consumed part
     /// is large, so the buffer does not grow without bound.
     fn compact(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start == self.filled {
+            self.filled = 0;
             self.start = 0;
-        } else if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
+        } else if self.start > 0 && self.start >= self.filled / 2 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
             self.start = 0;
         }
-        if self.buf.capacity() > 4 * (self.max_line + 4096) && self.buf.len() < 4096 {
-            self.buf.shrink_to(self.max_line + 4096);
+        if self.buf.len() > 4 * (self.max_line + 4096) && self.filled < 4096 {
+            self.buf.truncate(self.max_line + 4096);
+            self.buf.shrink_to_fit();
         }
     }
 }
@@ -145,6 +151,37 @@ mod tests {
         input.extend_from_slice(b"\r\nok\n");
         let got = frames(&input, 8).await;
         assert_eq!(got, vec![Ok("x".repeat(8)), Ok("ok".into())]);
+    }
+
+    /// Returns at most three bytes per read, so lines span many reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let count = self.0.len().min(3).min(buf.remaining());
+            buf.put_slice(&self.0[..count]);
+            self.0 = &self.0[count..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_across_many_small_reads() {
+        let long = "z".repeat(10_000);
+        let input = format!("first\n{long}\nlast\n");
+        let mut reader = LineReader::new(Trickle(input.as_bytes()), 20_000);
+        let mut got = Vec::new();
+        while let Some(frame) = reader.next_frame().await.unwrap() {
+            match frame {
+                Frame::Line(line) => got.push(String::from_utf8(line.to_vec()).unwrap()),
+                Frame::TooLong => panic!("no line is over the maximum"),
+            }
+        }
+        assert_eq!(got, vec!["first".to_owned(), long, "last".to_owned()]);
     }
 
     #[tokio::test]

@@ -185,3 +185,29 @@ fn schedule_import_needs_three_files() {
     assert_eq!(args.out, PathBuf::from("schedule.json"));
     assert_eq!(args.country.as_deref(), Some("Brazil"));
 }
+
+#[test]
+fn health_and_audit_parse_their_options() {
+    let cli = parse(&["health", "--internal", "shard-0:7001"]).unwrap();
+    let Command::Health(args) = cli.command else {
+        panic!("expected health")
+    };
+    assert!(args.internal);
+    assert_eq!(args.address.as_deref(), Some("shard-0:7001"));
+    assert_eq!(args.timeout_ms, 2000);
+
+    let cli = parse(&[
+        "audit",
+        "--router",
+        "10.0.0.1:7878",
+        "--in-doubt-after",
+        "20",
+    ])
+    .unwrap();
+    let Command::Audit(args) = cli.command else {
+        panic!("expected audit")
+    };
+    assert_eq!(args.router, "10.0.0.1:7878");
+    assert_eq!(args.in_doubt_after, 20);
+    assert!(parse(&["audit", "--in-doubt-after", "soon"]).is_err());
+}
