@@ -193,7 +193,8 @@ impl ShardLink {
     }
 
     /// Returns whether the link is connected and the shard answered its
-    /// greeting; it turns false as soon as a request times out.
+    /// greeting; it turns false when the shard stays silent for a request
+    /// timeout while requests wait.
     pub fn is_healthy(&self) -> bool {
         self.state.load(Ordering::Relaxed) == UP
     }
@@ -485,7 +486,11 @@ impl LinkTask {
                 }
                 drained = true;
             }
-            if self.has_overdue() {
+            // A busy shard that still answers keeps its connection and
+            // only the late requests fail. A shard silent for a whole
+            // request timeout while requests wait is taken as gone.
+            let expired = self.expire_overdue();
+            if expired && self.last_heard.elapsed() >= self.options.request_timeout {
                 return SessionEnd::Failed("request timed out");
             }
             if !self.take_queued(&mut out, written) {
@@ -604,15 +609,23 @@ impl LinkTask {
         let _ = reply.send(raw);
     }
 
-    /// Returns whether the oldest request in flight is past its deadline.
-    fn has_overdue(&mut self) -> bool {
+    /// Fails every request in flight past its deadline with
+    /// [`LinkError::Lost`]; returns whether there was one. A late answer to
+    /// such a request is dropped when it arrives.
+    fn expire_overdue(&mut self) -> bool {
+        let now = Instant::now();
+        let mut expired = false;
         while let Some(&(id, deadline)) = self.deadlines.front() {
-            if self.pending.contains_key(&id) {
-                return deadline <= Instant::now();
+            if self.pending.contains_key(&id) && deadline > now {
+                break;
             }
             self.deadlines.pop_front();
+            if let Some(reply) = self.pending.remove(&id) {
+                let _ = reply.send(Err(LinkError::Lost { shard: self.shard }));
+                expired = true;
+            }
         }
-        false
+        expired
     }
 
     fn fail_pending(&mut self) {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use trecho_common::error::Error;
 use trecho_common::hashing::{slot, SLOT_COUNT};
 use trecho_common::link::{LinkOptions, ShardLink};
 use trecho_common::protocol::methods::{AirportView, AirportsResult};
@@ -27,6 +29,10 @@ pub(crate) struct Cluster {
     /// The `airports.list` result, encoded once.
     airports: Arc<RawValue>,
     prepare_timeout_ms: u64,
+    /// One permit per request that asks every shard, across all clients.
+    /// Their answers can be large (a search of up to 1,000 segments from
+    /// each shard), so this bounds the memory they take.
+    fanouts: Arc<Semaphore>,
 }
 
 impl Cluster {
@@ -58,7 +64,18 @@ impl Cluster {
             schedule,
             map,
             prepare_timeout_ms: config.prepare_timeout_ms,
+            fanouts: Arc::new(Semaphore::new(config.max_fanouts)),
         }
+    }
+
+    /// Takes a permit for a request that asks every shard, or returns
+    /// `overloaded` when `max_fanouts` of them are in progress.
+    pub(crate) fn fanout_permit(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.fanouts.clone().try_acquire_owned().map_err(|_| Error::Overloaded {
+            message: "the router's limit of searches and listings in progress across all \
+                      clients (max_fanouts) is reached; retry in a moment"
+                .to_owned(),
+        })
     }
 
     /// Returns the shard map.

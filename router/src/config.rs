@@ -39,6 +39,10 @@ pub struct RouterConfig {
     /// Requests of one connection in progress at once; the router stops
     /// reading that connection until one finishes.
     pub max_in_flight: usize,
+    /// Requests that ask every shard (searches, route searches, booking
+    /// lists) in progress at once across all connections; more get
+    /// `overloaded`.
+    pub max_fanouts: usize,
     /// Time allowed for each shard request, in milliseconds.
     pub request_timeout_ms: u64,
     /// Time a participant keeps prepared seats before it asks the home
@@ -57,6 +61,7 @@ impl Default for RouterConfig {
             max_line: DEFAULT_MAX_LINE,
             max_connections: 10_000,
             max_in_flight: 1024,
+            max_fanouts: 256,
             request_timeout_ms: 1000,
             prepare_timeout_ms: 5000,
         }
@@ -93,6 +98,10 @@ pub struct Args {
     /// Requests in progress per connection [default: 1024].
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// Searches and booking lists in progress across all connections
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_fanouts: Option<usize>,
     /// Time allowed for each shard request, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     pub request_timeout_ms: Option<u64>,
@@ -119,6 +128,7 @@ impl RouterConfig {
             ("max_line", text(args.max_line)),
             ("max_connections", text(args.max_connections)),
             ("max_in_flight", text(args.max_in_flight)),
+            ("max_fanouts", text(args.max_fanouts)),
             ("request_timeout_ms", text(args.request_timeout_ms)),
             ("prepare_timeout_ms", text(args.prepare_timeout_ms)),
         ];
@@ -154,6 +164,7 @@ impl RouterConfig {
         let positive = [
             ("max_connections", self.max_connections as u64),
             ("max_in_flight", self.max_in_flight as u64),
+            ("max_fanouts", self.max_fanouts as u64),
             ("request_timeout_ms", self.request_timeout_ms),
             ("prepare_timeout_ms", self.prepare_timeout_ms),
         ];

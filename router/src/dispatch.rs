@@ -31,9 +31,44 @@ pub(crate) enum Dispatched {
 /// Starts `call`: answers it locally, or queues its first shard messages
 /// and returns the future of its result.
 pub(crate) fn dispatch(cluster: &Arc<Cluster>, call: Call) -> Dispatched {
-    let pending = match call {
-        Call::Ping => return Dispatched::Ready(Ok(Reply::Pong)),
-        Call::AirportsList => return Dispatched::Ready(Ok(Reply::Encoded(cluster.airports()))),
+    if asks_every_shard(&call) {
+        return match cluster.fanout_permit() {
+            Ok(permit) => {
+                let pending = start(cluster, call);
+                Dispatched::Pending(Box::pin(async move {
+                    let outcome = pending.await;
+                    drop(permit);
+                    outcome
+                }))
+            }
+            Err(error) => Dispatched::Ready(Err(error)),
+        };
+    }
+    match call {
+        Call::Ping => Dispatched::Ready(Ok(Reply::Pong)),
+        Call::AirportsList => Dispatched::Ready(Ok(Reply::Encoded(cluster.airports()))),
+        call => Dispatched::Pending(start(cluster, call)),
+    }
+}
+
+/// Returns whether `call` asks every shard, so it needs a fan-out permit.
+/// `cluster.status` does not: operators need it most when the router is
+/// busy, and its answers are small.
+fn asks_every_shard(call: &Call) -> bool {
+    matches!(
+        call,
+        Call::SegmentsSearch(_) | Call::RoutesFind(_) | Call::List(_)
+    )
+}
+
+/// Queues the shard messages of a call that needs shards.
+fn start(cluster: &Arc<Cluster>, call: Call) -> Pending {
+    match call {
+        Call::Ping => Box::pin(async { Ok(Reply::Pong) }),
+        Call::AirportsList => {
+            let airports = cluster.airports();
+            Box::pin(async move { Ok(Reply::Encoded(airports)) })
+        }
         Call::SegmentsSearch(params) => fanout::search(cluster, params),
         Call::SegmentsGet(segment) => forward::get_segment(cluster, segment.id),
         Call::RoutesFind(params) => routes::find(cluster, params),
@@ -61,6 +96,5 @@ pub(crate) fn dispatch(cluster: &Arc<Cluster>, call: Call) -> Dispatched {
         }
         Call::List(document) => fanout::list(cluster, document),
         Call::ClusterStatus => fanout::status(cluster),
-    };
-    Dispatched::Pending(pending)
+    }
 }

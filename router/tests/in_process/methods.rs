@@ -209,3 +209,31 @@ fn segments_owner(id: &str, count: usize) -> usize {
         })
         .unwrap()
 }
+
+#[tokio::test]
+async fn searches_past_max_fanouts_get_overloaded() {
+    let shard = FakeShard::start(0).await;
+    let router = start_router(&[&shard], |config| config.max_fanouts = 2).await;
+    let mut client = Client::connect(&router.address).await;
+    // The shard answers nothing, so the first two searches hold their
+    // permits until the request timeout.
+    shard.silent.store(true, Ordering::SeqCst);
+    let search = |id: u64| {
+        crate::harness::request(id, "segments.search", json!({"origin": "GRU"}))
+    };
+    let pipelined = format!("{}{}{}", search(1), search(2), search(3));
+    client.send(pipelined.as_bytes()).await;
+    let refused = client.json().await;
+    assert_eq!(refused["id"], 3, "the third search is answered first: {refused}");
+    assert_eq!(refused["error"]["code"], 1007);
+    assert_eq!(refused["error"]["data"]["kind"], "overloaded");
+    let mut partial_ids = vec![client.json().await["id"].clone(), client.json().await["id"].clone()];
+    partial_ids.sort_by_key(|id| id.as_u64());
+    assert_eq!(partial_ids, vec![json!(1), json!(2)]);
+
+    // Once they finished, their permits are back.
+    shard.silent.store(false, Ordering::SeqCst);
+    let response = client.call(4, "segments.search", json!({"origin": "GRU"})).await;
+    assert!(response["result"].is_object(), "{response}");
+    router.stop().await;
+}
