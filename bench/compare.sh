@@ -159,7 +159,7 @@ run_postgres() {
 install_missing
 echo "== building the release binary"
 (cd "$repo" && cargo build --release --locked -p trecho-client)
-trecho="$repo/target/release/trecho"
+trecho="${CARGO_TARGET_DIR:-$repo/target}/release/trecho"
 start_postgres
 
 systems=(trecho redis-none redis-everysec redis-always postgres)

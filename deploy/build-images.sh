@@ -10,6 +10,8 @@ image=${TRECHO_IMAGE:-trecho:local}
 binaries=(trecho trecho-router trecho-shard)
 
 cd "$repo"
+# Cargo puts binaries under CARGO_TARGET_DIR when it is set.
+target=${CARGO_TARGET_DIR:-$repo/target}
 cargo build --release --locked --bins -p trecho-client -p trecho-router -p trecho-shard
 
 context=$(mktemp -d)
@@ -20,9 +22,9 @@ mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$context/data"
 for binary in "${binaries[@]}"; do
     # The release profile keeps line tables for backtraces; the image keeps
     # only the symbols, which is most of the size saved.
-    strip --strip-debug -o "$rootfs/usr/local/bin/$binary" "target/release/$binary"
+    strip --strip-debug -o "$rootfs/usr/local/bin/$binary" "$target/release/$binary"
     # Every library the dynamic loader maps, including the loader itself.
-    ldd "target/release/$binary" | grep -o '/[^ ]*' | while read -r library; do
+    ldd "$target/release/$binary" | grep -o '/[^ ]*' | while read -r library; do
         mkdir -p "$rootfs$(dirname "$library")"
         cp -L "$library" "$rootfs$library"
     done

@@ -9,6 +9,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+# Cargo puts binaries under CARGO_TARGET_DIR when it is set.
+target=${CARGO_TARGET_DIR:-$repo/target}
 
 if ! docker info >/dev/null 2>&1; then
     echo "container failure tests skipped: no Docker Engine answers to 'docker info'"
@@ -72,10 +74,10 @@ if [[ $health != healthy ]]; then
     echo "error: the router is $health after 60 s; see its log below" >&2
     exit 1
 fi
-target/release/trecho status --router "127.0.0.1:$port"
+"$target/release/trecho" status --router "127.0.0.1:$port"
 
 echo "== failure tests"
 started=$(date +%s)
-target/debug/trecho-failure-tests --router "127.0.0.1:$port" --project "$project" \
+"$target/debug/trecho-failure-tests" --router "127.0.0.1:$port" --project "$project" \
     --image "$TRECHO_IMAGE"
 echo "== failure tests passed in $(($(date +%s) - started)) s"

@@ -321,8 +321,8 @@ fn start(
         }
     };
     let request_id = envelope.id.as_ref().map(RequestId::as_json);
-    let span = tracing::debug_span!("request", request.id = request_id, method = envelope.method);
-    let started = span.in_scope(|| match Call::parse(envelope.method, envelope.params) {
+    let span = tracing::debug_span!("request", request.id = request_id, method = %envelope.method);
+    let started = span.in_scope(|| match Call::parse(&envelope.method, envelope.params) {
         Ok(call) => dispatch(cluster, call),
         Err(error) => {
             tracing::debug!(%error, "rejected request");

@@ -211,9 +211,12 @@ pub(crate) struct TripArgs {
 /// `trecho health`.
 #[derive(Debug, Args)]
 pub(crate) struct HealthArgs {
-    /// Address to check [default: the router at 127.0.0.1:7878].
+    /// Address to check; overrides --router.
     #[arg(value_name = "HOST:PORT")]
     pub(crate) address: Option<String>,
+    /// Router address, used when no HOST:PORT is given.
+    #[arg(long, env = "TRECHO_ROUTER", default_value = DEFAULT_ROUTER_ADDR, value_name = "HOST:PORT")]
+    pub(crate) router: String,
     /// Ping a shard's internal protocol instead of the router.
     #[arg(long)]
     pub(crate) internal: bool,

@@ -7,7 +7,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use trecho_client::{Client, ClientOptions};
 use trecho_common::internal::{InternalResponse, InternalResult, ShardReply};
-use trecho_common::protocol::DEFAULT_ROUTER_ADDR;
 
 use super::args::HealthArgs;
 
@@ -15,7 +14,7 @@ use super::args::HealthArgs;
 /// arrives within the timeout.
 pub(crate) async fn run(args: HealthArgs) -> anyhow::Result<()> {
     let limit = Duration::from_millis(args.timeout_ms);
-    let address = args.address.as_deref().unwrap_or(DEFAULT_ROUTER_ADDR);
+    let address = args.address.as_deref().unwrap_or(&args.router);
     let probe = async {
         if args.internal {
             ping_shard(address).await

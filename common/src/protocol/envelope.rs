@@ -1,5 +1,7 @@
 //! The JSON-RPC 2.0 envelope: checking requests and writing responses.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -32,8 +34,8 @@ impl RequestId {
 pub struct RequestEnvelope<'a> {
     /// `None` for a notification, which gets no response.
     pub id: Option<RequestId>,
-    /// The method name.
-    pub method: &'a str,
+    /// The method name, borrowed from the line unless it had escapes.
+    pub method: Cow<'a, str>,
     /// The params object, if any.
     pub params: Option<&'a RawValue>,
 }
@@ -118,7 +120,7 @@ fn check_request(raw: &RawValue) -> Result<RequestEnvelope<'_>, (RequestId, Erro
     if envelope.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
         return invalid(reply_id, "jsonrpc must be \"2.0\"");
     }
-    let Some(method) = envelope.method.and_then(read_plain_string) else {
+    let Some(method) = envelope.method.and_then(read_string) else {
         return invalid(reply_id, "method must be a string");
     };
     match envelope.params.map(|p| p.get().as_bytes()[0]) {
@@ -153,11 +155,14 @@ fn read_id(raw: &RawValue) -> Option<RequestId> {
     }
 }
 
-/// Returns the contents of a JSON string that has no escapes.
-fn read_plain_string(raw: &RawValue) -> Option<&str> {
+/// Returns the contents of a JSON string, borrowed when it has no escapes.
+fn read_string(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains('\\')).then_some(inner)
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
 
 /// Appends a success response line for `id` to `out`.
@@ -217,6 +222,8 @@ mod tests {
         assert_eq!(err.code(), -32600);
         let (_, err) = single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#).unwrap_err();
         assert_eq!(err.code(), -32602);
+        let req = single(r#"{"jsonrpc":"2.0","id":1,"method":"pin\u0067"}"#).unwrap();
+        assert_eq!(req.method, "ping", "escapes in the method name are decoded");
         let (_, err) = single(r#"{"jsonrpc":"2.0","id":1,"method":5}"#).unwrap_err();
         assert_eq!(err.code(), -32600);
         let (_, err) = single("42").unwrap_err();

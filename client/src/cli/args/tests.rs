@@ -196,6 +196,13 @@ fn health_and_audit_parse_their_options() {
     assert_eq!(args.address.as_deref(), Some("shard-0:7001"));
     assert_eq!(args.timeout_ms, 2000);
 
+    let cli = parse(&["health", "--router", "10.0.0.2:7878"]).unwrap();
+    let Command::Health(args) = cli.command else {
+        panic!("expected health")
+    };
+    assert_eq!(args.address, None);
+    assert_eq!(args.router, "10.0.0.2:7878");
+
     let cli = parse(&[
         "audit",
         "--router",
