@@ -168,13 +168,15 @@ async fn trip(args: TripArgs) -> anyhow::Result<()> {
         .filter(|route| route.seats_left >= seats)
         .collect();
     if candidates.is_empty() {
+        let stops = args.stops.unwrap_or(1);
         anyhow::bail!(
-            "no route from {} to {} on {} has {seats} seats free with at most {} stops; \
-             try another date or allow more connections with --stops",
+            "no route from {} to {} on {} has {seats} free {} with at most {stops} {}; \
+             try another date, or allow more connections with --stops",
             args.origin,
             args.destination,
             args.date,
-            args.stops.unwrap_or(1)
+            if seats == 1 { "seat" } else { "seats" },
+            if stops == 1 { "stop" } else { "stops" },
         );
     }
     let (route, booking) = book_first_available(&client, &args, &candidates).await?;
