@@ -412,7 +412,11 @@ impl LinkTask {
     /// fails queued requests during the backoff.
     async fn connection_failed(&mut self, reason: &str, backoff: &mut Duration) {
         if self.state.swap(DOWN, Ordering::Relaxed) == DOWN {
-            tracing::debug!(shard.id = self.shard, error = reason, "shard still unreachable");
+            tracing::debug!(
+                shard.id = self.shard,
+                error = reason,
+                "shard still unreachable"
+            );
         } else {
             tracing::warn!(
                 shard.id = self.shard, address = %self.address, error = reason,
@@ -443,8 +447,8 @@ impl LinkTask {
         reader: &mut LineReader<TryReader<'_>>,
     ) -> Result<(), &'static str> {
         let exchange = async {
-            let mut out = format!("{{\"id\":{GREETING_ID},\"op\":{{\"type\":\"ping\"}}}}\n")
-                .into_bytes();
+            let mut out =
+                format!("{{\"id\":{GREETING_ID},\"op\":{{\"type\":\"ping\"}}}}\n").into_bytes();
             let mut written = 0;
             while !out.is_empty() {
                 stream.writable().await.map_err(|_| "write failed")?;

@@ -60,7 +60,12 @@ pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
 pub(crate) fn first_in_request_order(segments: &[String], refusals: Vec<Error>) -> Option<Error> {
     let rank = |error: &Error| match refused_segment(error) {
         None => 0,
-        Some(id) => 1 + segments.iter().position(|s| s == id).unwrap_or(segments.len()),
+        Some(id) => {
+            1 + segments
+                .iter()
+                .position(|s| s == id)
+                .unwrap_or(segments.len())
+        }
     };
     // `min_by_key` keeps the first of equal ranks: participant order.
     refusals.into_iter().min_by_key(rank)

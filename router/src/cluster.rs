@@ -71,11 +71,14 @@ impl Cluster {
     /// Takes a permit for a request that asks every shard, or returns
     /// `overloaded` when `max_fanouts` of them are in progress.
     pub(crate) fn fanout_permit(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.fanouts.clone().try_acquire_owned().map_err(|_| Error::Overloaded {
-            message: "the router's limit of searches and listings in progress across all \
+        self.fanouts
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Overloaded {
+                message: "the router's limit of searches and listings in progress across all \
                       clients (max_fanouts) is reached; retry in a moment"
-                .to_owned(),
-        })
+                    .to_owned(),
+            })
     }
 
     /// Returns the shard map.

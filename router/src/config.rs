@@ -124,7 +124,10 @@ impl RouterConfig {
             ("listen", args.listen.clone()),
             ("shards", args.shards.clone()),
             ("map_version", text(args.map_version)),
-            ("schedule", args.schedule.as_ref().map(|p| p.display().to_string())),
+            (
+                "schedule",
+                args.schedule.as_ref().map(|p| p.display().to_string()),
+            ),
             ("max_line", text(args.max_line)),
             ("max_connections", text(args.max_connections)),
             ("max_in_flight", text(args.max_in_flight)),

@@ -61,12 +61,12 @@ impl Future for Work {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
         match self.get_mut() {
-            Work::Single { id, pending } => Pin::new(pending).poll(cx).map(|outcome| {
-                Finished::Single {
+            Work::Single { id, pending } => {
+                Pin::new(pending).poll(cx).map(|outcome| Finished::Single {
                     id: id.take(),
                     outcome,
-                }
-            }),
+                })
+            }
             Work::Batch(batch) => batch.as_mut().poll(cx),
         }
     }

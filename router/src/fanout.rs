@@ -52,7 +52,12 @@ pub(crate) fn gather<T>(
         match answer.map(|reply| pick(shard, reply)) {
             Ok(Ok(item)) => items.push(item),
             Ok(Err(got)) => {
-                tracing::error!(shard.id = shard, expected, got, "unexpected answer from shard");
+                tracing::error!(
+                    shard.id = shard,
+                    expected,
+                    got,
+                    "unexpected answer from shard"
+                );
                 unavailable.push(shard);
             }
             Err(error) => {
@@ -219,7 +224,12 @@ mod tests {
         let ids: Vec<&str> = segments.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["Z9-2026-12-20", "A1-2026-12-20", "B2-2026-12-20", "C3-2026-12-20"]
+            [
+                "Z9-2026-12-20",
+                "A1-2026-12-20",
+                "B2-2026-12-20",
+                "C3-2026-12-20"
+            ]
         );
     }
 
@@ -238,7 +248,10 @@ mod tests {
             booking("AAAAAC", "2026-01-01T10:00:00.900Z"),
         ];
         sort_newest_first(&mut bookings);
-        assert_eq!(bookings[0].id, "AAAAAC", "milliseconds decide within a second");
+        assert_eq!(
+            bookings[0].id, "AAAAAC",
+            "milliseconds decide within a second"
+        );
     }
 
     #[test]

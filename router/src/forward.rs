@@ -16,7 +16,12 @@ pub(crate) type Expect = fn(ShardReply) -> Result<Reply, &'static str>;
 
 /// Sends `op` over `link` now and returns the future of the client's
 /// result.
-pub(crate) fn forward(link: &ShardLink, op: &ShardOp, expected: &'static str, expect: Expect) -> Pending {
+pub(crate) fn forward(
+    link: &ShardLink,
+    op: &ShardOp,
+    expected: &'static str,
+    expect: Expect,
+) -> Pending {
     let write = op.is_write();
     let answer = link.send(op);
     let link = link.clone();

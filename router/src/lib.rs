@@ -116,7 +116,9 @@ pub fn main_with(args: Args) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
-        let address = listener.local_addr().context("failed to read the listen address")?;
+        let address = listener
+            .local_addr()
+            .context("failed to read the listen address")?;
         tracing::info!(address = %address, "router listening");
         run(listener, config, shutdown_signal())
             .await

@@ -128,7 +128,10 @@ mod tests {
     fn single_response_is_one_line() {
         let mut out = Vec::new();
         write_line(&mut out, &RequestId::number(4), &Ok(Reply::Pong));
-        assert_eq!(out, b"{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"pong\":true}}\n");
+        assert_eq!(
+            out,
+            b"{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"pong\":true}}\n"
+        );
     }
 
     #[test]

@@ -99,7 +99,11 @@ impl RouteIndex {
             list.dedup();
         }
         RouteIndex {
-            offsets: schedule.airports.iter().map(|a| a.utc_offset_minutes).collect(),
+            offsets: schedule
+                .airports
+                .iter()
+                .map(|a| a.utc_offset_minutes)
+                .collect(),
             codes,
             departures,
             inbound,
@@ -332,12 +336,10 @@ pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
     let seats = params.seats.unwrap_or(1);
     let max_stops = params.max_stops.unwrap_or(1);
     let limit = params.limit.unwrap_or(10) as usize;
-    let legs = cluster.routes().candidates(
-        &params.origin,
-        &params.destination,
-        params.date,
-        max_stops,
-    );
+    let legs =
+        cluster
+            .routes()
+            .candidates(&params.origin, &params.destination, params.date, max_stops);
     let candidates = Candidates::build(cluster.schedule(), &legs);
     let mut by_link: Vec<Vec<usize>> = vec![Vec::new(); cluster.links().len()];
     for (index, segment) in candidates.segments.iter().enumerate() {
@@ -370,7 +372,11 @@ pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
                 }
                 Ok(other) => {
                     let got = reply_type(&other);
-                    tracing::error!(shard.id = shard, got, "unexpected answer to a seats request");
+                    tracing::error!(
+                        shard.id = shard,
+                        got,
+                        "unexpected answer to a seats request"
+                    );
                     unavailable.push(shard);
                 }
                 Err(error) => {

@@ -169,7 +169,10 @@ impl Acceptor {
     async fn drain(self) {
         let _ = self.stop.send(true);
         let all = u32::try_from(self.settings.max_connections).unwrap_or(u32::MAX);
-        if timeout(DRAIN_TIMEOUT, self.connections.acquire_many(all)).await.is_err() {
+        if timeout(DRAIN_TIMEOUT, self.connections.acquire_many(all))
+            .await
+            .is_err()
+        {
             let open = self.settings.max_connections - self.connections.available_permits();
             tracing::warn!(open, "connections still open at shutdown, leaving them");
         }

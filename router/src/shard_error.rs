@@ -59,7 +59,12 @@ pub(crate) fn client_error(link: &ShardLink, error: LinkError, write: bool) -> E
 
 /// Returns the internal error for an answer of the wrong type, and logs it.
 pub(crate) fn unexpected_reply(shard: u32, expected: &'static str, got: &'static str) -> Error {
-    tracing::error!(shard.id = shard, expected, got, "unexpected answer from shard");
+    tracing::error!(
+        shard.id = shard,
+        expected,
+        got,
+        "unexpected answer from shard"
+    );
     Error::internal(format!(
         "shard {shard} answered {got} where {expected} was expected; the router and the shard \
          run incompatible versions"

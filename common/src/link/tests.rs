@@ -107,7 +107,10 @@ async fn silent_shard_fails_requests_within_the_deadline() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = std::time::Instant::now();
     let error = link.call(&seats_op()).await.unwrap_err();
-    assert!(matches!(error, LinkError::Unavailable { shard: 0, .. }), "{error:?}");
+    assert!(
+        matches!(error, LinkError::Unavailable { shard: 0, .. }),
+        "{error:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(100));
     assert!(!link.is_healthy());
 }
@@ -120,7 +123,10 @@ async fn unreachable_shard_fails_fast_and_link_recovers() {
     let link = ShardLink::spawn(3, address.clone(), quick_options());
     let started = std::time::Instant::now();
     let error = link.call(&ShardOp::Ping).await.unwrap_err();
-    assert!(matches!(error, LinkError::Unavailable { shard: 3, .. }), "{error:?}");
+    assert!(
+        matches!(error, LinkError::Unavailable { shard: 3, .. }),
+        "{error:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(250));
 
     let listener = TcpListener::bind(&address).await.unwrap();
@@ -169,7 +175,10 @@ async fn refusal_is_returned_as_remote_error() {
     let link = ShardLink::spawn(0, address, quick_options());
     let error = link.call(&seats_op()).await.unwrap_err();
     assert!(
-        matches!(error, LinkError::Remote(ShardError::NotOwner { slot: 1, .. })),
+        matches!(
+            error,
+            LinkError::Remote(ShardError::NotOwner { slot: 1, .. })
+        ),
         "{error:?}"
     );
 }

@@ -56,7 +56,10 @@ pub(super) fn start(cluster: Arc<Cluster>, request: BookRequest, groups: Vec<Gro
     let transaction = Transaction {
         txn: random_txn(),
         home_slot: slot(&request.segments[0]),
-        participants: groups.iter().map(|g| cluster.link(g.link).shard()).collect(),
+        participants: groups
+            .iter()
+            .map(|g| cluster.link(g.link).shard())
+            .collect(),
         links: groups.iter().map(|g| g.link).collect(),
         segments: request.segments.clone(),
         cluster,
@@ -273,7 +276,11 @@ impl Transaction {
                 failpoint::hit(AFTER_DECIDE);
                 Ok(booking)
             }
-            Ok(other) => Err(unexpected_reply(home.shard(), "booking", reply_type(&other))),
+            Ok(other) => Err(unexpected_reply(
+                home.shard(),
+                "booking",
+                reply_type(&other),
+            )),
             Err(LinkError::Remote(ShardError::Client {
                 error: Error::Internal { message },
             })) => {
@@ -305,7 +312,12 @@ impl Transaction {
             }
             Ok(other) => {
                 let got = reply_type(&other);
-                tracing::error!(txn = self.txn, shard.id = home.shard(), got, "unexpected answer to an abort decision");
+                tracing::error!(
+                    txn = self.txn,
+                    shard.id = home.shard(),
+                    got,
+                    "unexpected answer to an abort decision"
+                );
                 false
             }
             Err(error) => {

@@ -94,16 +94,28 @@ async fn multi_shard_booking_prepares_everywhere_and_commits_at_home() {
     assert_eq!(participants, &vec![1, 0]);
     assert_eq!(booking.as_ref().unwrap().segments, segments);
     let now = trecho_common::time::now_unix_millis();
-    assert!((now..now + 6000).contains(deadline_ms), "deadline about 5 s ahead");
+    assert!(
+        (now..now + 6000).contains(deadline_ms),
+        "deadline about 5 s ahead"
+    );
     assert!(matches!(&home[1], ShardOp::Decide { commit: true, txn: t, .. } if t == txn));
 
     let other = shards[0].received();
     assert_eq!(other.len(), 1, "{other:?}");
-    let ShardOp::Prepare { txn: t, booking, segments, .. } = &other[0] else {
+    let ShardOp::Prepare {
+        txn: t,
+        booking,
+        segments,
+        ..
+    } = &other[0]
+    else {
         panic!("expected a prepare, got {other:?}");
     };
     assert_eq!(t, txn);
-    assert!(booking.is_none(), "only the home prepare carries the booking");
+    assert!(
+        booking.is_none(),
+        "only the home prepare carries the booking"
+    );
     assert_eq!(segments, &vec![on[0][0].clone()]);
     router.stop().await;
 }
@@ -123,7 +135,11 @@ async fn refusal_aborts_and_reports_the_earliest_segment() {
         .await;
     assert_eq!(response["error"]["code"], 1002, "{response}");
     assert_eq!(response["error"]["data"]["segment"], unknown.as_str());
-    assert_eq!(decides(&shards[0]), [false], "the home shard is told to abort");
+    assert_eq!(
+        decides(&shards[0]),
+        [false],
+        "the home shard is told to abort"
+    );
 
     let segments = vec![on[0][0].clone(), on[1][0].clone(), on[0][1].clone()];
     let response = client

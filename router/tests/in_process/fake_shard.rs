@@ -79,7 +79,11 @@ impl FakeShard {
             capacity: 100,
             seats_left,
         };
-        self.state.lock().unwrap().segments.insert(id.into(), segment);
+        self.state
+            .lock()
+            .unwrap()
+            .segments
+            .insert(id.into(), segment);
     }
 
     pub fn seats_left(&self, id: &str) -> u32 {
@@ -152,12 +156,11 @@ impl FakeShard {
                     .map(|id| state.segments.get(id).map(|s| s.seats_left))
                     .collect(),
             }),
-            ShardOp::Book { request } => {
-                self.take_seats(&mut state, &request.segments, request.seats)
-                    .map(|()| ShardReply::Booking {
-                        booking: self.create_booking(&mut state, request),
-                    })
-            }
+            ShardOp::Book { request } => self
+                .take_seats(&mut state, &request.segments, request.seats)
+                .map(|()| ShardReply::Booking {
+                    booking: self.create_booking(&mut state, request),
+                }),
             ShardOp::Prepare {
                 txn,
                 segments,
@@ -219,7 +222,9 @@ impl FakeShard {
     fn take_seats(&self, state: &mut State, segments: &[String], seats: u32) -> Result<(), Error> {
         for id in segments {
             let Some(segment) = state.segments.get(id) else {
-                return Err(Error::UnknownSegment { segment: id.clone() });
+                return Err(Error::UnknownSegment {
+                    segment: id.clone(),
+                });
             };
             if segment.seats_left < seats {
                 return Err(Error::SoldOut {

@@ -77,7 +77,10 @@ async fn pipelined_requests_are_matched_by_id() {
     for _ in 0..500 {
         let response = client.json().await;
         let id = response["id"].as_str().unwrap().to_owned();
-        assert!(responses.insert(id, response).is_none(), "one response per id");
+        assert!(
+            responses.insert(id, response).is_none(),
+            "one response per id"
+        );
     }
     for id in 0..500u64 {
         let response = &responses[&format!("r-{id}")];
@@ -188,7 +191,10 @@ async fn notification_is_executed_without_a_response() {
     assert_pong(&client.json().await, 1);
     let deadline = Instant::now() + Duration::from_secs(2);
     while shard.seats_left(&segment) != 1 {
-        assert!(Instant::now() < deadline, "the notification was not executed");
+        assert!(
+            Instant::now() < deadline,
+            "the notification was not executed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     router.stop().await;
@@ -235,7 +241,9 @@ async fn invalid_json_and_utf8_get_parse_errors() {
     let error = client.json().await;
     assert_eq!(error["error"]["code"], -32700, "{error}");
     client.send(b"\n  \r\n").await;
-    client.send(br#"{"jsonrpc":"2.0","id":9,"method":"segments.get","params":{"id":"x"}}"#).await;
+    client
+        .send(br#"{"jsonrpc":"2.0","id":9,"method":"segments.get","params":{"id":"x"}}"#)
+        .await;
     client.send(b"\n").await;
     let error = client.json().await;
     assert_eq!(error["id"], 9, "{error}");
@@ -255,7 +263,9 @@ async fn silent_shard_fails_requests_within_about_a_second() {
     let response = client.call(1, "segments.get", json!({"id": segment})).await;
     assert_eq!(response["result"]["seats_left"], 3, "{response}");
 
-    shard.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+    shard
+        .silent
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
     let response = client.call(2, "segments.get", json!({"id": segment})).await;
     let waited = started.elapsed();
@@ -290,7 +300,11 @@ async fn connection_over_the_limit_gets_overloaded_and_is_closed() {
     assert_eq!(error["id"], Value::Null, "{error}");
     assert_eq!(error["error"]["code"], 1007, "{error}");
     assert_eq!(error["error"]["data"]["kind"], "overloaded");
-    assert_eq!(second.try_line().await, None, "the router closes the connection");
+    assert_eq!(
+        second.try_line().await,
+        None,
+        "the router closes the connection"
+    );
 
     drop(first);
     // The slot frees once the router sees the first client leave.
@@ -302,7 +316,10 @@ async fn connection_over_the_limit_gets_overloaded_and_is_closed() {
         if response.get("result").is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "the slot never freed: {response}");
+        assert!(
+            Instant::now() < deadline,
+            "the slot never freed: {response}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     router.stop().await;

@@ -31,7 +31,10 @@ impl Router {
             let _ = stop.send(());
         }
         let result = timeout(Duration::from_secs(10), &mut self.task).await;
-        result.expect("run returns after shutdown").unwrap().unwrap();
+        result
+            .expect("run returns after shutdown")
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -46,7 +49,10 @@ pub fn slot_range(index: usize, count: usize) -> (u16, u16) {
 
 /// Starts a router on 127.0.0.1:0 whose map splits the slots evenly over
 /// `shards`, after `configure` adjusted its configuration.
-pub async fn start_router(shards: &[&FakeShard], configure: impl FnOnce(&mut RouterConfig)) -> Router {
+pub async fn start_router(
+    shards: &[&FakeShard],
+    configure: impl FnOnce(&mut RouterConfig),
+) -> Router {
     let spec: Vec<String> = shards
         .iter()
         .enumerate()
@@ -87,8 +93,8 @@ pub fn segments_on(index: usize, shards: usize, count: usize) -> Vec<String> {
 
 /// Builds one request line.
 pub fn request(id: impl Into<Value>, method: &str, params: Value) -> String {
-    let mut line = json!({"jsonrpc": "2.0", "id": id.into(), "method": method, "params": params})
-        .to_string();
+    let mut line =
+        json!({"jsonrpc": "2.0", "id": id.into(), "method": method, "params": params}).to_string();
     line.push('\n');
     line
 }

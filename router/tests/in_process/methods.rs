@@ -19,7 +19,10 @@ async fn airports_list_comes_from_the_schedule_sorted_by_code() {
     let airports = response["result"]["airports"].as_array().unwrap();
     let builtin = Schedule::builtin();
     assert_eq!(airports.len(), builtin.airports.len());
-    let codes: Vec<&str> = airports.iter().map(|a| a["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = airports
+        .iter()
+        .map(|a| a["code"].as_str().unwrap())
+        .collect();
     let mut sorted = codes.clone();
     sorted.sort_unstable();
     assert_eq!(codes, sorted);
@@ -30,7 +33,11 @@ async fn airports_list_comes_from_the_schedule_sorted_by_code() {
 
 #[tokio::test]
 async fn search_merges_shards_and_reports_missing_ones() {
-    let shards = [FakeShard::start(0).await, FakeShard::start(1).await, FakeShard::start(2).await];
+    let shards = [
+        FakeShard::start(0).await,
+        FakeShard::start(1).await,
+        FakeShard::start(2).await,
+    ];
     for (index, shard) in shards.iter().enumerate() {
         for id in segments_on(index, 3, 4) {
             shard.add_segment(&id, 5);
@@ -95,25 +102,48 @@ async fn booking_methods_go_to_the_home_shard_of_the_locator() {
     let router = start_router(&[&shards[0], &shards[1]], |_| {}).await;
     let mut client = Client::connect(&router.address).await;
     let created = client
-        .call(1, "bookings.create", booking_params(std::slice::from_ref(&segment), 1))
+        .call(
+            1,
+            "bookings.create",
+            booking_params(std::slice::from_ref(&segment), 1),
+        )
         .await;
     let locator = created["result"]["id"].as_str().unwrap().to_owned();
     assert_eq!(created["result"]["status"], "confirmed", "{created}");
-    for (id, method) in [(2, "bookings.get"), (3, "bookings.confirm"), (4, "bookings.cancel")] {
+    for (id, method) in [
+        (2, "bookings.get"),
+        (3, "bookings.confirm"),
+        (4, "bookings.cancel"),
+    ] {
         let response = client
             .call(id, method, json!({"id": locator, "document": "DOC-1"}))
             .await;
         assert_eq!(response["result"]["id"], locator.as_str(), "{response}");
     }
     let response = client
-        .call(5, "bookings.get", json!({"id": locator, "document": "OTHER"}))
+        .call(
+            5,
+            "bookings.get",
+            json!({"id": locator, "document": "OTHER"}),
+        )
         .await;
-    assert_eq!(response["error"]["data"]["kind"], "unknown_booking", "{response}");
-    assert!(shards[0].received().is_empty(), "{:?}", shards[0].received());
+    assert_eq!(
+        response["error"]["data"]["kind"], "unknown_booking",
+        "{response}"
+    );
+    assert!(
+        shards[0].received().is_empty(),
+        "{:?}",
+        shards[0].received()
+    );
     let listed = client
         .call(6, "bookings.list", json!({"document": "DOC-1"}))
         .await;
-    assert_eq!(listed["result"]["bookings"][0]["id"], locator.as_str(), "{listed}");
+    assert_eq!(
+        listed["result"]["bookings"][0]["id"],
+        locator.as_str(),
+        "{listed}"
+    );
     assert_eq!(listed["result"]["partial"], false);
     assert!(shards[0]
         .received()
@@ -159,7 +189,11 @@ async fn routes_find_uses_the_schedule_and_seats_from_shards() {
     let path = dir.path().join("schedule.json");
     schedule.save(&path).unwrap();
     let shards = [FakeShard::start(0).await, FakeShard::start(1).await];
-    let seats = [("T1-2030-01-01", 9), ("T2-2030-01-01", 4), ("T3-2030-01-01", 2)];
+    let seats = [
+        ("T1-2030-01-01", 9),
+        ("T2-2030-01-01", 4),
+        ("T3-2030-01-01", 2),
+    ];
     for (id, left) in seats {
         let owner = segments_owner(id, 2);
         shards[owner].add_segment(id, left);
@@ -174,7 +208,10 @@ async fn routes_find_uses_the_schedule_and_seats_from_shards() {
     let routes = response["result"]["routes"].as_array().unwrap();
     let flights = |route: &Value| -> Vec<String> {
         let segments = route["segments"].as_array().unwrap();
-        segments.iter().map(|s| s["flight"].as_str().unwrap().to_owned()).collect()
+        segments
+            .iter()
+            .map(|s| s["flight"].as_str().unwrap().to_owned())
+            .collect()
     };
     // T3 arrives 12:20, T1+T2 at 12:30.
     assert_eq!(flights(&routes[0]), ["T3"], "{response}");
@@ -218,22 +255,28 @@ async fn searches_past_max_fanouts_get_overloaded() {
     // The shard answers nothing, so the first two searches hold their
     // permits until the request timeout.
     shard.silent.store(true, Ordering::SeqCst);
-    let search = |id: u64| {
-        crate::harness::request(id, "segments.search", json!({"origin": "GRU"}))
-    };
+    let search = |id: u64| crate::harness::request(id, "segments.search", json!({"origin": "GRU"}));
     let pipelined = format!("{}{}{}", search(1), search(2), search(3));
     client.send(pipelined.as_bytes()).await;
     let refused = client.json().await;
-    assert_eq!(refused["id"], 3, "the third search is answered first: {refused}");
+    assert_eq!(
+        refused["id"], 3,
+        "the third search is answered first: {refused}"
+    );
     assert_eq!(refused["error"]["code"], 1007);
     assert_eq!(refused["error"]["data"]["kind"], "overloaded");
-    let mut partial_ids = vec![client.json().await["id"].clone(), client.json().await["id"].clone()];
+    let mut partial_ids = vec![
+        client.json().await["id"].clone(),
+        client.json().await["id"].clone(),
+    ];
     partial_ids.sort_by_key(|id| id.as_u64());
     assert_eq!(partial_ids, vec![json!(1), json!(2)]);
 
     // Once they finished, their permits are back.
     shard.silent.store(false, Ordering::SeqCst);
-    let response = client.call(4, "segments.search", json!({"origin": "GRU"})).await;
+    let response = client
+        .call(4, "segments.search", json!({"origin": "GRU"}))
+        .await;
     assert!(response["result"].is_object(), "{response}");
     router.stop().await;
 }
