@@ -100,8 +100,8 @@ pub async fn run(
     let open_map = map.clone();
     let id = config.id;
     // Seeding and replay read whole files; keep them off the runtime.
-    let (state, file) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-        let catalog = storage::open(&open_dir, id, &open_map, &seed)?;
+    let (data_dir_lock, state, file) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let (lock, catalog) = storage::open(&open_dir, id, &open_map, &seed)?;
         let mut state = State::new(
             id,
             open_map,
@@ -110,7 +110,7 @@ pub async fn run(
             config.prepare_timeout_ms,
         );
         let (file, _) = journal::replay(&open_dir.join(storage::JOURNAL_FILE), &mut state)?;
-        Ok((state, file))
+        Ok((lock, state, file))
     })
     .await
     .map_err(|error| Error::JournalStopped(error.to_string()))??;
@@ -170,6 +170,9 @@ pub async fn run(
         .await
         .ok()
         .and_then(Result::ok);
+    // Another shard may take the directory only once the journal thread,
+    // which writes to it, has stopped.
+    drop(data_dir_lock);
     if let Some(Err(error)) = journal_result {
         return Err(Error::JournalStopped(error.to_string()));
     }

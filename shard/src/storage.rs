@@ -1,6 +1,6 @@
-//! The data directory: `meta.json` (whose directory it is),
-//! `segments.json` (the seeded segments) and `journal.log` (see
-//! [`crate::journal`]).
+//! The data directory: `LOCK` (held by the shard process that serves it,
+//! see [`lock`]), `meta.json` (whose directory it is), `segments.json` (the
+//! seeded segments) and `journal.log` (see [`crate::journal`]).
 //!
 //! `meta.json` and `segments.json` are written once, each to a temporary
 //! file that is synced, renamed into place, and made durable by syncing the
@@ -19,6 +19,10 @@ use trecho_common::shardmap::ShardMap;
 use trecho_common::time::Date;
 
 use crate::catalog::{self, Catalog};
+
+mod lock;
+
+pub(crate) use lock::DataDirLock;
 
 /// Name of the segments file in the data directory.
 pub(crate) const SEGMENTS_FILE: &str = "segments.json";
@@ -56,12 +60,71 @@ pub enum Error {
         /// This shard's id.
         expected: u32,
     },
+    /// Another shard process holds the directory's lock.
+    #[error(
+        "data directory {} is in use by another shard process{}; stop that process before starting this shard",
+        path.display(),
+        holder_pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The process id written by the holder, when it could be read.
+        holder_pid: Option<u32>,
+    },
+    /// The shard map gives this shard other slots than those it was seeded
+    /// with.
+    #[error(
+        "data directory {} of shard {shard_id} was seeded with slots {} but the shard map gives it slots {}; start the shard with the original shard map, or with an empty data directory to seed the new slots, because slots cannot move between shards yet",
+        path.display(),
+        slot_list(seeded),
+        slot_list(configured)
+    )]
+    SlotsChanged {
+        /// The directory.
+        path: PathBuf,
+        /// This shard's id.
+        shard_id: u32,
+        /// The inclusive slot ranges in its `meta.json`.
+        seeded: Vec<[u16; 2]>,
+        /// The inclusive slot ranges the shard map gives this shard.
+        configured: Vec<[u16; 2]>,
+    },
     /// The schedule could not be loaded.
     #[error(transparent)]
     Schedule(#[from] trecho_common::schedule::Error),
     /// The schedule's segments do not fit the catalog.
     #[error("invalid segments: {0}")]
     Catalog(#[from] catalog::Error),
+}
+
+/// Formats slot ranges as a `--shards` spec writes them: `0-99,200-299`.
+fn slot_list(ranges: &[[u16; 2]]) -> String {
+    if ranges.is_empty() {
+        return "none".to_owned();
+    }
+    let ranges: Vec<String> = ranges
+        .iter()
+        .map(|[first, last]| format!("{first}-{last}"))
+        .collect();
+    ranges.join(",")
+}
+
+/// Sorts inclusive slot ranges and merges those that overlap or touch, so
+/// two spellings of the same slots compare equal.
+fn merge_ranges(ranges: &[[u16; 2]]) -> Vec<[u16; 2]> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut merged: Vec<[u16; 2]> = Vec::with_capacity(sorted.len());
+    for [first, last] in sorted {
+        match merged.last_mut() {
+            Some(previous) if u32::from(first) <= u32::from(previous[1]) + 1 => {
+                previous[1] = previous[1].max(last);
+            }
+            _ => merged.push([first, last]),
+        }
+    }
+    merged
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -90,17 +153,36 @@ pub(crate) struct SeedSource {
     pub days: u32,
 }
 
-/// Opens the data directory of shard `shard_id`: checks or writes its
-/// identity, then loads the segments or seeds them from `seed`.
+/// Opens the data directory of shard `shard_id`: locks it, checks or writes
+/// its identity, then loads the segments or seeds them from `seed`.
+///
+/// The returned lock keeps other shard processes out of `dir`, so the
+/// caller holds it for as long as it serves the directory.
+///
+/// # Errors
+///
+/// Returns [`Error::Locked`] when another shard process serves `dir`,
+/// [`Error::WrongShard`] or [`Error::SlotsChanged`] when `meta.json` does
+/// not match `shard_id` and `map`, and other variants when a file or the
+/// schedule cannot be read or written.
 pub(crate) fn open(
     dir: &Path,
     shard_id: u32,
     map: &ShardMap,
     seed: &SeedSource,
-) -> Result<Catalog, Error> {
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    check_meta(dir, shard_id, map)?;
+) -> Result<(DataDirLock, Catalog), Error> {
     let path = dir.join(SEGMENTS_FILE);
+    // A directory without segments is about to be seeded, so the schedule
+    // is loaded first and an invalid one leaves no directory behind.
+    // Whether segments exist is checked again once the lock is held.
+    let mut schedule = if path.exists() {
+        None
+    } else {
+        Some(load_schedule(seed)?)
+    };
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let lock = DataDirLock::acquire(dir)?;
+    check_meta(dir, shard_id, map)?;
     if path.exists() {
         let started = std::time::Instant::now();
         let catalog = load_segments(&path)?;
@@ -110,10 +192,14 @@ pub(crate) fn open(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "segments loaded"
         );
-        return Ok(catalog);
+        return Ok((lock, catalog));
     }
     let started = std::time::Instant::now();
-    let catalog = seed_catalog(shard_id, map, seed)?;
+    let schedule = match schedule.take() {
+        Some(schedule) => schedule,
+        None => load_schedule(seed)?,
+    };
+    let catalog = seed_catalog(shard_id, map, &schedule, seed)?;
     write_atomically(dir, SEGMENTS_FILE, |out| write_segments(&catalog, out))?;
     tracing::info!(
         shard.id = shard_id,
@@ -123,7 +209,7 @@ pub(crate) fn open(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "segments seeded"
     );
-    Ok(catalog)
+    Ok((lock, catalog))
 }
 
 fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap) -> Result<(), Error> {
@@ -157,31 +243,40 @@ fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap) -> Result<(), Error> {
             expected: shard_id,
         });
     }
-    if meta.slots != slots {
-        // NOTE: slots do not move between shards yet. Segments of slots
-        // gained since seeding are missing, and those of slots lost are
-        // refused with not-owner.
-        tracing::warn!(
-            shard.id = shard_id,
-            seeded_map_version = meta.map_version,
-            map_version = map.version,
-            "this shard's slots changed since its data directory was seeded"
-        );
+    // Slots do not move between shards yet, so serving other slots than
+    // the seeded ones would report segments this directory lacks as not
+    // found and hide the ones it has. A new map version with the same
+    // slots is accepted.
+    if merge_ranges(&meta.slots) != merge_ranges(&slots) {
+        return Err(Error::SlotsChanged {
+            path: dir.to_owned(),
+            shard_id,
+            seeded: meta.slots,
+            configured: slots,
+        });
     }
     Ok(())
 }
 
 /// Builds the catalog of the segments whose slots `shard_id` owns, one day
 /// at a time so the whole schedule's segments never sit in memory at once.
-fn seed_catalog(shard_id: u32, map: &ShardMap, seed: &SeedSource) -> Result<Catalog, Error> {
-    let schedule = match &seed.schedule {
-        Some(path) => Schedule::load(path)?,
-        None => Schedule::builtin(),
-    };
+fn seed_catalog(
+    shard_id: u32,
+    map: &ShardMap,
+    schedule: &Schedule,
+    seed: &SeedSource,
+) -> Result<Catalog, Error> {
     let owned = (0..seed.days)
         .flat_map(|day| schedule.segments(seed.start.add_days(day as i32), 1))
         .filter(|spec| map.owns(shard_id, trecho_common::hashing::slot(&spec.id)));
     Ok(Catalog::build(owned)?)
+}
+
+fn load_schedule(seed: &SeedSource) -> Result<Schedule, Error> {
+    match &seed.schedule {
+        Some(path) => Ok(Schedule::load(path)?),
+        None => Ok(Schedule::builtin()),
+    }
 }
 
 /// One segment as `segments.json` stores it.
@@ -303,86 +398,4 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use trecho_common::schedule::{Airport, Flight};
-
-    fn schedule() -> Schedule {
-        let airport = |code: &str| Airport {
-            code: code.into(),
-            name: code.into(),
-            city: code.into(),
-            latitude: 0.0,
-            longitude: 0.0,
-            utc_offset_minutes: -180,
-        };
-        let flight = |number: &str| Flight {
-            number: number.into(),
-            origin: "GRU".into(),
-            destination: "SSA".into(),
-            departure_minutes: 600,
-            duration_minutes: 150,
-            aircraft: "320".into(),
-            capacity: 180,
-        };
-        Schedule {
-            airports: vec![airport("GRU"), airport("SSA")],
-            flights: (1..=20).map(|n| flight(&format!("AD{n}"))).collect(),
-        }
-    }
-
-    fn seed(dir: &Path) -> SeedSource {
-        let path = dir.join("schedule.json");
-        schedule().save(&path).unwrap();
-        SeedSource {
-            schedule: Some(path),
-            start: Date::from_ymd(2026, 12, 20).unwrap(),
-            days: 3,
-        }
-    }
-
-    #[test]
-    fn seeding_keeps_owned_slots_and_reloads_identically() {
-        let dir = tempfile::tempdir().unwrap();
-        let map = ShardMap::parse_spec(1, "0=a:1@0-8191;1=b:1@8192-16383").unwrap();
-        let source = seed(dir.path());
-        let data = dir.path().join("data");
-        let seeded = open(&data, 0, &map, &source).unwrap();
-        assert!(seeded.len() > 0 && seeded.len() < 60);
-        for (_, entry) in seeded.entries() {
-            assert!(map.owns(0, entry.slot));
-        }
-        // A second start ignores the schedule, even one that is gone.
-        let gone = SeedSource {
-            schedule: Some(dir.path().join("missing.json")),
-            ..source
-        };
-        let loaded = open(&data, 0, &map, &gone).unwrap();
-        assert_eq!(loaded.len(), seeded.len());
-        for (index, entry) in seeded.entries() {
-            assert_eq!(loaded.entry(index), entry);
-            assert_eq!(loaded.id(index), seeded.id(index));
-        }
-    }
-
-    #[test]
-    fn data_dir_of_another_shard_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let map = ShardMap::parse_spec(1, "0=a:1@0-8191;1=b:1@8192-16383").unwrap();
-        let source = seed(dir.path());
-        let data = dir.path().join("data");
-        open(&data, 0, &map, &source).unwrap();
-        let err = open(&data, 1, &map, &source).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::WrongShard {
-                    found: 0,
-                    expected: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-}
+mod tests;
