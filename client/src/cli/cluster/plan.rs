@@ -52,6 +52,14 @@ impl Plan {
         let router = reserve_router_address(&args.listen)?;
         let addresses = pick_shard_addresses(router.port(), args.shards)?;
         let map = ShardMap::even(&addresses).context("cannot split the slots over the shards")?;
+        // Checked before any folder is created, so a typo leaves nothing behind.
+        let schedule = match &args.schedule {
+            Some(path) => Some(
+                std::fs::canonicalize(path)
+                    .with_context(|| format!("cannot find the schedule file {}", path.display()))?,
+            ),
+            None => None,
+        };
         let mut shards = Vec::new();
         for (id, address) in (0..).zip(addresses) {
             let data_dir = create_data_dir(&args.data_dir, id)?;
@@ -61,13 +69,6 @@ impl Plan {
                 data_dir,
             });
         }
-        let schedule = match &args.schedule {
-            Some(path) => Some(
-                std::fs::canonicalize(path)
-                    .with_context(|| format!("cannot find the schedule file {}", path.display()))?,
-            ),
-            None => None,
-        };
         Ok(Plan {
             router: router.to_string(),
             shards,
