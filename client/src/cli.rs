@@ -17,6 +17,7 @@ mod table;
 mod view;
 
 use std::future::Future;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -25,13 +26,57 @@ use clap::Parser;
 
 use args::{Cli, Command};
 
+/// Environment variable that `trecho cluster` sets on its children: while
+/// it is set, a shard or router exits once its stdin reaches end of file.
+pub(crate) const EXIT_WITH_PARENT: &str = "TRECHO_EXIT_WITH_PARENT";
+
+/// Makes this process exit when its stdin closes, if [`EXIT_WITH_PARENT`]
+/// is set. `trecho cluster` holds the other end of that pipe, so its
+/// children never outlive it and keep a data directory locked.
+fn exit_with_parent() {
+    if std::env::var_os(EXIT_WITH_PARENT).is_none() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let mut buffer = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buffer) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                // The pipe may come non-blocking from the parent's runtime.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(_) => break,
+            }
+        }
+        // Exiting without a shutdown is safe: every answer already sent is
+        // on disk, and a restart replays the journal.
+        // stderr is a pipe to the supervisor too, so this write may fail;
+        // eprintln! would panic then and never reach the exit.
+        let _ = writeln!(
+            std::io::stderr(),
+            "trecho cluster is gone (stdin closed); exiting"
+        );
+        std::process::exit(1);
+    });
+}
+
 /// Parses the command line, runs the command, and prints any error.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // The shard and the router start their own runtime and logging.
-        Command::Shard(node) => trecho_shard::main_with(node.args),
-        Command::Router(node) => trecho_router::main_with(node.args),
+        Command::Shard(node) => {
+            exit_with_parent();
+            trecho_shard::main_with(node.args)
+        }
+        Command::Router(node) => {
+            exit_with_parent();
+            trecho_router::main_with(node.args)
+        }
         Command::Cluster(args) => {
             install_tracing("info");
             block_on(cluster::run(args))

@@ -65,6 +65,9 @@ async fn supervise(
         let started = Instant::now();
         match spawn(&executable, &spec) {
             Ok(mut child) => {
+                // `wait` would close the child's stdin, which tells the child
+                // that the supervisor is gone; hold it here instead.
+                let _stdin = child.stdin.take();
                 tokio::select! {
                     status = child.wait() => report_exit(name, status, backoff),
                     _ = stop.changed() => {
@@ -104,11 +107,15 @@ fn report_exit(name: &str, status: std::io::Result<ExitStatus>, backoff: Duratio
 /// Starts the child in its own process group, so that Ctrl-C in the
 /// terminal reaches only the supervisor, which then stops the children in
 /// order. Its environment is this process's, so `RUST_LOG` and
-/// `TRECHO_FAILPOINTS` reach it.
+/// `TRECHO_FAILPOINTS` reach it. The child's stdin is a pipe that stays open
+/// while the returned `Child` lives: when the supervisor dies, even by
+/// SIGKILL, the child reads end of file and exits (see
+/// `crate::cli::exit_with_parent`).
 fn spawn(executable: &Path, spec: &ChildSpec) -> std::io::Result<Child> {
     let mut child = Command::new(executable)
         .args(&spec.args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
+        .env(crate::cli::EXIT_WITH_PARENT, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
