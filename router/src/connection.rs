@@ -134,6 +134,12 @@ impl Connection {
             if !input_open && self.work.is_empty() && self.out.is_empty() {
                 return;
             }
+            if input_open && !drained && self.has_room() {
+                // Reading stopped at a limit that the flush just lifted, and
+                // the socket or the reader's buffer may still hold requests
+                // that no readiness event will announce again.
+                continue;
+            }
             let read = input_open && drained && self.has_room();
             let collect = !self.work.is_empty() && self.has_output_room();
             let write = !self.out.is_empty();

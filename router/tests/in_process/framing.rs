@@ -54,6 +54,29 @@ async fn many_requests_in_one_write_are_all_answered() {
 }
 
 #[tokio::test]
+async fn responses_past_output_limit_are_all_sent() {
+    let shard = FakeShard::start(0).await;
+    let router = start_router(&[&shard], |_| {}).await;
+    let mut client = Client::connect(&router.address).await;
+    // Each airports.list answer is a few KiB, so 400 of them pass the
+    // router's per-connection output limit and reading must resume after
+    // the flush.
+    let mut burst = String::new();
+    for id in 0..400u64 {
+        burst.push_str(&request(id, "airports.list", json!({})));
+    }
+    client.send(burst.as_bytes()).await;
+    let mut answered = 0;
+    for _ in 0..400 {
+        let response = client.json().await;
+        assert!(response["result"]["airports"].is_array(), "{response}");
+        answered += 1;
+    }
+    assert_eq!(answered, 400);
+    router.stop().await;
+}
+
+#[tokio::test]
 async fn pipelined_requests_are_matched_by_id() {
     let shard = FakeShard::start(0).await;
     let segments = segments_on(0, 1, 10);
