@@ -24,6 +24,11 @@ use peers::Peers;
 /// Most requests applied in one batch; the rest wait for the next turn so
 /// replies are not held back behind a long queue.
 const MAX_BATCH: usize = 4096;
+/// Longest time one turn applies requests before handing its batch on.
+/// Replies leave only once their batch is durable, so a turn full of large
+/// searches would otherwise keep every reply back for so long that the
+/// router takes the silent shard for gone.
+const MAX_TURN: Duration = Duration::from_millis(20);
 
 /// Work for the owner task from the journal thread and the peer tasks.
 #[derive(Debug)]
@@ -116,12 +121,17 @@ impl Owner {
         self.flush().await
     }
 
-    /// Applies what else is already queued, up to [`MAX_BATCH`] requests.
+    /// Applies what else is already queued, up to [`MAX_BATCH`] requests or
+    /// [`MAX_TURN`] of work, whichever comes first.
     fn drain(&mut self) {
+        let started = std::time::Instant::now();
         while let Ok(command) = self.commands.try_recv() {
             self.on_command(command);
         }
         for _ in 1..MAX_BATCH {
+            if started.elapsed() >= MAX_TURN {
+                break;
+            }
             let Ok(request) = self.requests.try_recv() else {
                 break;
             };
