@@ -131,19 +131,42 @@ fn passenger(args: &PassengerArgs) -> Passenger {
 /// Adds how to learn the outcome to an error after which a booking may or
 /// may not exist.
 fn with_retry_hint(error: ClientError, request_id: &str) -> anyhow::Error {
+    let retry = format!("run the same command again with --request-id {request_id}");
+    with_retry(error, &retry)
+}
+
+/// Adds `retry`, a command that returns the booking if it was made and
+/// books once otherwise, to an error after which a booking may or may not
+/// exist.
+fn with_retry(error: ClientError, retry: &str) -> anyhow::Error {
     let uncertain = matches!(
         error,
         ClientError::ConnectionLost { .. } | ClientError::Timeout { .. }
     ) || matches!(error.trecho_error(), Some(Error::OutcomeUnknown { .. }));
     if uncertain {
         let hint = format!(
-            "the booking may or may not have been made; run the same command again \
-             with --request-id {request_id} to get it without booking twice"
+            "the booking may or may not have been made; {retry} to get it without booking twice"
         );
         anyhow::Error::new(error).context(hint)
     } else {
         error.into()
     }
+}
+
+/// Returns the `trecho book` command that retries `params` exactly.
+fn book_command(params: &BookParams) -> String {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "'\\''"));
+    let mut command = format!("run `trecho book {}", params.segments.join(" "));
+    command.push_str(&format!(" --name {}", quote(&params.passenger.name)));
+    command.push_str(&format!(" --document {}", params.passenger.document));
+    if let Some(seats) = params.seats {
+        command.push_str(&format!(" --seats {seats}"));
+    }
+    if let Some(request_id) = &params.request_id {
+        command.push_str(&format!(" --request-id {request_id}"));
+    }
+    command.push('`');
+    command
 }
 
 /// `trip`: books the earliest-arriving route with enough seats. When the
@@ -200,6 +223,7 @@ async fn book_first_available<'a>(
             request_id: Some(request_id.clone()),
             hold_seconds: None,
         };
+        let retry = book_command(&params);
         match client.create(params).await {
             Ok(booking) => return Ok((route, booking)),
             Err(error) if is_gone(&error) => {
@@ -208,7 +232,7 @@ async fn book_first_available<'a>(
             }
             Err(error) => {
                 let hint = format!("booking {}", view::route_summary(route));
-                return Err(with_retry_hint(error, &request_id).context(hint));
+                return Err(with_retry(error, &retry).context(hint));
             }
         }
     }
@@ -236,4 +260,28 @@ fn print_trip(json: bool, route: &Route, booking: &Booking) -> anyhow::Result<()
         )
     })
     .context("cannot print the trip")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn book_command_repeats_the_trip_exactly() {
+        let params = BookParams {
+            passenger: Passenger {
+                name: "Ana D'Ávila".into(),
+                document: "X123".into(),
+            },
+            segments: vec!["LA3013-2026-12-05".into(), "G31020-2026-12-05".into()],
+            seats: Some(2),
+            request_id: Some("cli-1".into()),
+            hold_seconds: None,
+        };
+        assert_eq!(
+            book_command(&params),
+            "run `trecho book LA3013-2026-12-05 G31020-2026-12-05 --name 'Ana D'\\''Ávila' \
+             --document X123 --seats 2 --request-id cli-1`"
+        );
+    }
 }
