@@ -70,3 +70,47 @@ fn children_exit_when_cluster_is_killed() {
     );
     assert!(Path::new(&data.path().join("shard-0").join("LOCK")).exists());
 }
+
+#[test]
+fn second_cluster_on_same_data_stops_with_the_cause() {
+    let data = tempfile::tempdir().unwrap();
+    let start = |listen: String| {
+        Command::new(env!("CARGO_BIN_EXE_trecho"))
+            .args([
+                "cluster", "--shards", "2", "--days", "2", "--listen", &listen,
+            ])
+            .args(["--ready-timeout", "300"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start(format!("127.0.0.1:{}", free_port()));
+    let stderr = BufReader::new(first.stderr.take().unwrap());
+    let ready = stderr
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("cluster ready"));
+    assert!(ready, "the first cluster never became ready");
+
+    let started = Instant::now();
+    let second = start(format!("127.0.0.1:{}", free_port()));
+    let output = second.wait_with_output().unwrap();
+    let elapsed = started.elapsed();
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the second cluster must fail");
+    assert!(log.contains("in use by another shard process"), "{log}");
+    assert!(
+        log.contains("exited with an error while the cluster was starting"),
+        "{log}"
+    );
+    // Far from the 300 s readiness timeout: the refusal ends the start
+    // instead of being retried until then.
+    assert!(elapsed < Duration::from_secs(100), "took {elapsed:?}");
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use trecho_client::{Client, ClientOptions};
 
@@ -32,7 +33,7 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let supervisor = Supervisor::start(&executable, plan.children());
     let ready_timeout = Duration::from_secs(args.ready_timeout);
     tokio::select! {
-        ready = wait_ready(&plan, ready_timeout) => {
+        ready = wait_ready(&plan, ready_timeout, supervisor.failures()) => {
             if let Err(error) = ready {
                 supervisor.stop(STOP_GRACE).await;
                 return Err(error);
@@ -52,10 +53,22 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 }
 
 /// Waits until the router's `cluster.status` shows every shard healthy.
-async fn wait_ready(plan: &Plan, limit: Duration) -> anyhow::Result<()> {
+/// Fails at once when a child exits with an error code meanwhile: a
+/// refusal to start, which a restart would only repeat.
+async fn wait_ready(
+    plan: &Plan,
+    limit: Duration,
+    failures: watch::Receiver<Option<String>>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     let mut last_state = "the router did not accept connections".to_owned();
     while Instant::now() < deadline {
+        if let Some(child) = failures.borrow().clone() {
+            anyhow::bail!(
+                "{child} exited with an error while the cluster was starting; its message is in \
+                 the log above"
+            );
+        }
         match cluster_state(&plan.router).await {
             Ok(None) => {
                 tracing::info!(router = %plan.router, "cluster ready");

@@ -26,18 +26,39 @@ const STABLE_RUN: Duration = Duration::from_secs(30);
 pub(super) struct Supervisor {
     stop: watch::Sender<Option<Duration>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The latest child that exited with an error code rather than a
+    /// signal: a refusal to start, such as a locked data directory.
+    failures: watch::Receiver<Option<String>>,
 }
 
 impl Supervisor {
     /// Starts every child in `children` as `executable ARGS...`.
     pub(super) fn start(executable: &Path, children: Vec<ChildSpec>) -> Supervisor {
         let (stop, stopped) = watch::channel(None);
+        let (failed, failures) = watch::channel(None);
         let executable: Arc<PathBuf> = Arc::new(executable.to_owned());
         let tasks = children
             .into_iter()
-            .map(|spec| tokio::spawn(supervise(executable.clone(), spec, stopped.clone())))
+            .map(|spec| {
+                let watcher = Watcher {
+                    executable: executable.clone(),
+                    stop: stopped.clone(),
+                    failed: failed.clone(),
+                };
+                tokio::spawn(supervise(watcher, spec))
+            })
             .collect();
-        Supervisor { stop, tasks }
+        Supervisor {
+            stop,
+            tasks,
+            failures,
+        }
+    }
+
+    /// Returns a receiver of the latest child that exited with an error
+    /// code, as `name (status)`.
+    pub(super) fn failures(&self) -> watch::Receiver<Option<String>> {
+        self.failures.clone()
     }
 
     /// Sends SIGTERM to every child, kills those still running after
@@ -52,13 +73,21 @@ impl Supervisor {
     }
 }
 
+/// What each child's task shares with the supervisor.
+struct Watcher {
+    executable: Arc<PathBuf>,
+    stop: watch::Receiver<Option<Duration>>,
+    failed: watch::Sender<Option<String>>,
+}
+
 /// Runs one child until a stop is requested, restarting it with backoff
 /// whenever it exits.
-async fn supervise(
-    executable: Arc<PathBuf>,
-    spec: ChildSpec,
-    mut stop: watch::Receiver<Option<Duration>>,
-) {
+async fn supervise(watcher: Watcher, spec: ChildSpec) {
+    let Watcher {
+        executable,
+        mut stop,
+        failed,
+    } = watcher;
     let name = spec.name.as_str();
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -69,7 +98,14 @@ async fn supervise(
                 // that the supervisor is gone; hold it here instead.
                 let _stdin = child.stdin.take();
                 tokio::select! {
-                    status = child.wait() => report_exit(name, status, backoff),
+                    status = child.wait() => {
+                        if let Ok(status) = &status {
+                            if status.code().is_some_and(|code| code != 0) {
+                                let _ = failed.send(Some(format!("{name} ({status})")));
+                            }
+                        }
+                        report_exit(name, status, backoff);
+                    }
                     _ = stop.changed() => {
                         let grace = (*stop.borrow()).unwrap_or_default();
                         terminate(name, &mut child, grace).await;
