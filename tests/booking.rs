@@ -554,3 +554,51 @@ async fn client_gone_mid_trip_leaves_whole_bookings() {
     }
     assert_audit_clean(cluster.router_addr(), Vec::new()).await;
 }
+
+#[tokio::test]
+async fn request_id_reuse_is_found_on_any_home() {
+    let cluster = start_cluster(3).await;
+    let client = cluster.client().await;
+    let date = days_ahead(12);
+    let by_shard = segments_by_shard(&client, &date).await;
+    let mut shards: Vec<_> = by_shard.into_iter().collect();
+    shards.sort_by_key(|(id, _)| *id);
+    let a = shards[0].1[0].id.clone();
+    let b = shards[1].1[0].id.clone();
+    let c = shards[2].1[0].id.clone();
+
+    // Documents hash to different shards, so the document's shard is the
+    // home in some rounds and a third shard in others.
+    for document in [
+        "REUSE-1", "REUSE-2", "REUSE-3", "REUSE-4", "REUSE-5", "REUSE-6",
+    ] {
+        let mut trip = book_params(document, &[&a, &b], 1);
+        trip.request_id = Some("trip".into());
+        let first = client.create(trip.clone()).await.expect("trip failed");
+
+        // The same segments in the other order have another first segment,
+        // so another home shard.
+        let before = [seats_left(&client, &a).await, seats_left(&client, &b).await];
+        let mut reordered = book_params(document, &[&b, &a], 1);
+        reordered.request_id = Some("trip".into());
+        let reused = client.create(reordered).await;
+        assert_eq!(kind_of(&reused), "request_id_reused", "{document}");
+        let after = [seats_left(&client, &a).await, seats_left(&client, &b).await];
+        assert_eq!(after, before, "{document}: the reuse took seats");
+
+        // A single segment on a third shard, same request id.
+        let mut single = book_params(document, &[&c], 1);
+        single.request_id = Some("trip".into());
+        let reused = client.create(single).await;
+        assert_eq!(kind_of(&reused), "request_id_reused", "{document}");
+
+        // The original params still return the original booking.
+        let again = client.create(trip).await.expect("retry failed");
+        assert_eq!(again.id, first.id, "{document}");
+        let listed = client
+            .bookings(document)
+            .await
+            .expect("bookings.list failed");
+        assert_eq!(listed.bookings.len(), 1, "{document}: {listed:?}");
+    }
+}

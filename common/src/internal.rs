@@ -17,6 +17,19 @@ use crate::types::{Booking, BookingStatus, Segment};
 /// or by the home shard for a single-shard one.
 pub type TxnId = u64;
 
+/// A request id claimed for a booking on the shard that owns the slot of
+/// the passenger's document, so that a reuse with other params is found
+/// whichever shard is the booking's home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The passenger's document.
+    pub document: String,
+    /// The client's request id.
+    pub request_id: String,
+    /// Fingerprint of the booking's params.
+    pub fingerprint: u64,
+}
+
 /// A request from the router, or from another shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InternalRequest {
@@ -80,6 +93,11 @@ pub enum ShardOp {
         participants: Vec<u32>,
         /// The whole booking; only in the home shard's prepare.
         booking: Option<BookRequest>,
+        /// The request id to claim; only in the prepare of the shard that
+        /// owns the slot of the passenger's document, when that is not the
+        /// home shard.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claim: Option<Claim>,
     },
     /// Phase two, sent to the home shard. Answers [`ShardReply::Booking`]
     /// on commit, [`ShardReply::Ack`] on abort.

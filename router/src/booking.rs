@@ -10,6 +10,7 @@ mod two_phase;
 use std::sync::Arc;
 
 use trecho_common::error::Error;
+use trecho_common::hashing::slot;
 use trecho_common::internal::ShardOp;
 use trecho_common::protocol::methods::BookRequest;
 
@@ -44,13 +45,31 @@ pub(crate) fn group_by_owner(segments: &[String], owner: impl Fn(&str) -> usize)
 }
 
 /// Starts a booking: the single-shard fast path or a two-phase commit.
+///
+/// A request id belongs to the passenger's document, so it is checked on
+/// the shard that owns the document's slot. When that shard is not the home
+/// shard, it joins the two-phase commit, with no segments when it owns none,
+/// to claim the request id; its refusal is `request_id_reused`.
 pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
-    let groups = group_by_owner(&request.segments, |id| cluster.owner_of_segment(id));
+    let mut groups = group_by_owner(&request.segments, |id| cluster.owner_of_segment(id));
+    let mut claim_at = None;
+    if request.request_id.is_some() {
+        let document_link = cluster.owner_of_slot(slot(&request.passenger.document));
+        if document_link != groups[0].link {
+            if !groups.iter().any(|group| group.link == document_link) {
+                groups.push(Group {
+                    link: document_link,
+                    segments: Vec::new(),
+                });
+            }
+            claim_at = Some(document_link);
+        }
+    }
     if let [only] = groups.as_slice() {
         let op = ShardOp::Book { request };
         return forward(cluster.link(only.link), &op, "booking", expect_booking);
     }
-    two_phase::start(cluster.clone(), request, groups)
+    two_phase::start(cluster.clone(), request, groups, claim_at)
 }
 
 /// Returns the refusal to show the client when several participants

@@ -6,7 +6,7 @@
 //! carry every time and random choice they depend on.
 
 use serde::{Deserialize, Serialize};
-use trecho_common::internal::TxnId;
+use trecho_common::internal::{Claim, TxnId};
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::types::Locator;
 
@@ -35,6 +35,9 @@ pub(crate) enum Record {
         deadline_ms: i64,
         participants: Vec<u32>,
         booking: Option<BookRequest>,
+        /// A request id claimed for a booking whose home is another shard.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claim: Option<Claim>,
     },
     /// The home shard's commit decision: creates the booking, commits its
     /// own reservation, and queues `finish commit` for the others.

@@ -20,7 +20,7 @@ use futures::future::join_all;
 use trecho_common::error::Error;
 use trecho_common::failpoint;
 use trecho_common::hashing::slot;
-use trecho_common::internal::{ShardError, ShardOp, ShardReply, TxnId};
+use trecho_common::internal::{Claim, ShardError, ShardOp, ShardReply, TxnId};
 use trecho_common::link::LinkError;
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::time::now_unix_millis;
@@ -52,7 +52,12 @@ struct Transaction {
 /// Sends the prepares now (or only the first one when
 /// `router.after_prepare_some` is enabled) and returns the future of the
 /// booking.
-pub(super) fn start(cluster: Arc<Cluster>, request: BookRequest, groups: Vec<Group>) -> Pending {
+pub(super) fn start(
+    cluster: Arc<Cluster>,
+    request: BookRequest,
+    groups: Vec<Group>,
+    claim_at: Option<usize>,
+) -> Pending {
     let transaction = Transaction {
         txn: random_txn(),
         home_slot: slot(&request.segments[0]),
@@ -64,7 +69,7 @@ pub(super) fn start(cluster: Arc<Cluster>, request: BookRequest, groups: Vec<Gro
         segments: request.segments.clone(),
         cluster,
     };
-    let prepares = transaction.prepares(request, groups);
+    let prepares = transaction.prepares(request, groups, claim_at);
     tracing::debug!(
         txn = transaction.txn,
         participants = ?transaction.participants,
@@ -125,10 +130,20 @@ struct Votes {
 impl Transaction {
     /// Builds each participant's prepare; the home shard's carries the
     /// whole booking.
-    fn prepares(&self, request: BookRequest, groups: Vec<Group>) -> Vec<ShardOp> {
+    fn prepares(
+        &self,
+        request: BookRequest,
+        groups: Vec<Group>,
+        claim_at: Option<usize>,
+    ) -> Vec<ShardOp> {
         let deadline_ms = now_unix_millis()
             .saturating_add(i64::try_from(self.cluster.prepare_timeout_ms()).unwrap_or(i64::MAX));
         let seats = request.seats;
+        let claim = request.request_id.as_ref().map(|request_id| Claim {
+            document: request.passenger.document.clone(),
+            request_id: request_id.clone(),
+            fingerprint: request.fingerprint(),
+        });
         let mut booking = Some(request);
         groups
             .into_iter()
@@ -140,6 +155,7 @@ impl Transaction {
                 deadline_ms,
                 participants: self.participants.clone(),
                 booking: booking.take(),
+                claim: claim.clone().filter(|_| claim_at == Some(group.link)),
             })
             .collect()
     }

@@ -75,6 +75,14 @@ impl State {
             return Ok(Prior::Proceed);
         };
         let key = request_key(&request.passenger.document, request_id);
+        // A claim made here for a booking whose home is another shard.
+        let claimed = self.claims.get(&key).map(|claim| claim.fingerprint);
+        if claimed.is_some_and(|fingerprint| fingerprint != request.fingerprint()) {
+            return Err(Error::RequestIdReused {
+                request_id: request_id.clone(),
+            }
+            .into());
+        }
         let Some(entry) = self.request_ids.get(&key) else {
             return Ok(Prior::Proceed);
         };

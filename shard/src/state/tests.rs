@@ -737,6 +737,7 @@ impl Trip {
             deadline_ms: self.deadline_ms,
             participants: vec![HOME, REMOTE],
             booking: with_booking.then(|| self.request.clone()),
+            claim: None,
         }
     }
 
@@ -939,6 +940,7 @@ fn resolve_of_unknown_transaction_refuses_late_prepare() {
         deadline_ms: now + 5_000,
         participants: vec![HOME, REMOTE],
         booking: Some(request(&segments, 1)),
+        claim: None,
     };
     let rejected = home.handle(prepare, now);
     assert!(is_aborted_error(&rejected), "{rejected:?}");
@@ -975,6 +977,7 @@ fn late_prepare_after_release_is_rejected() {
         deadline_ms: now + 5_000,
         participants: vec![HOME, REMOTE],
         booking: None,
+        claim: None,
     };
     let rejected = remote.handle(prepare, now);
     assert!(is_aborted_error(&rejected), "{rejected:?}");
@@ -1206,4 +1209,107 @@ fn retried_prepare_aborts_first_attempt() {
     );
     assert_eq!(trip.home_seats(), CAPACITY - 2);
     trip.home.assert_replay_matches(now + 30);
+}
+
+/// A prepare that only claims `request_id` for `fingerprint`, as the router
+/// sends to the shard of the passenger's document.
+fn claim_op(txn: TxnId, request_id: &str, fingerprint: u64, now_ms: i64) -> ShardOp {
+    ShardOp::Prepare {
+        txn,
+        home_slot: slot(&home_ids()[0]),
+        segments: Vec::new(),
+        seats: 1,
+        deadline_ms: now_ms + 5_000,
+        participants: vec![HOME, REMOTE],
+        booking: None,
+        claim: Some(trecho_common::internal::Claim {
+            document: DOCUMENT.to_owned(),
+            request_id: request_id.to_owned(),
+            fingerprint,
+        }),
+    }
+}
+
+fn finish_op(txn: TxnId, commit: bool) -> ShardOp {
+    ShardOp::Finish { txn, commit }
+}
+
+#[test]
+fn claim_rejects_other_params_until_released() {
+    let now = start_ms();
+    let mut shard = Shard::new(REMOTE);
+    let reused = Error::RequestIdReused {
+        request_id: "r-1".to_owned(),
+    };
+
+    assert_eq!(
+        shard.handle(claim_op(0x100, "r-1", 1, now), now),
+        Ok(ShardReply::Prepared)
+    );
+    let other = shard.handle(claim_op(0x101, "r-1", 2, now), now);
+    assert_eq!(client_error(other), reused);
+    // A retry with the same params claims it again, and the first
+    // attempt's release leaves the claim to the retry.
+    assert_eq!(
+        shard.handle(claim_op(0x102, "r-1", 1, now), now),
+        Ok(ShardReply::Prepared)
+    );
+    assert_eq!(
+        shard.handle(finish_op(0x100, false), now),
+        Ok(ShardReply::Ack)
+    );
+    let other = shard.handle(claim_op(0x103, "r-1", 2, now), now);
+    assert_eq!(client_error(other), reused.clone());
+
+    // Committed, the claim outlives a later release (a cancel).
+    assert_eq!(
+        shard.handle(finish_op(0x102, true), now),
+        Ok(ShardReply::Ack)
+    );
+    assert_eq!(
+        shard.handle(finish_op(0x102, false), now),
+        Ok(ShardReply::Ack)
+    );
+    let other = shard.handle(claim_op(0x104, "r-1", 2, now), now);
+    assert_eq!(client_error(other), reused);
+
+    // A claim whose only attempt was released is free again.
+    assert_eq!(
+        shard.handle(claim_op(0x200, "r-2", 5, now), now),
+        Ok(ShardReply::Prepared)
+    );
+    assert_eq!(
+        shard.handle(finish_op(0x200, false), now),
+        Ok(ShardReply::Ack)
+    );
+    assert_eq!(
+        shard.handle(claim_op(0x201, "r-2", 6, now), now),
+        Ok(ShardReply::Prepared)
+    );
+
+    shard.assert_replay_matches(now);
+}
+
+#[test]
+fn claim_is_checked_when_this_shard_is_home() {
+    let now = start_ms();
+    let mut shard = Shard::new(REMOTE);
+    assert_eq!(
+        shard.handle(claim_op(0x300, "r-3", 1, now), now),
+        Ok(ShardReply::Prepared)
+    );
+    assert_eq!(
+        shard.handle(finish_op(0x300, true), now),
+        Ok(ShardReply::Ack)
+    );
+
+    let mut request = request(&remote_ids()[..1], 1);
+    request.request_id = Some("r-3".to_owned());
+    let error = client_error(shard.book(request, now));
+    let expected = Error::RequestIdReused {
+        request_id: "r-3".to_owned(),
+    };
+    assert_eq!(error, expected);
+    assert_eq!(shard.seats_left(&remote_ids()[0]), CAPACITY);
+    shard.assert_replay_matches(now);
 }

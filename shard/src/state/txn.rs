@@ -3,11 +3,11 @@
 //! that drive expiry and deadlines.
 
 use trecho_common::error::Error;
-use trecho_common::internal::{ShardError, ShardReply, TxnId};
+use trecho_common::internal::{Claim, ShardError, ShardReply, TxnId};
 use trecho_common::protocol::methods::BookRequest;
 
 use super::booking::Prior;
-use super::{check_shape, Outcome, RecordSink, ReservationState, State};
+use super::{check_shape, request_key, Outcome, RecordSink, ReservationState, State};
 use crate::record::Record;
 
 /// The fields of [`trecho_common::internal::ShardOp::Prepare`].
@@ -19,6 +19,7 @@ pub(super) struct Prepare {
     pub deadline_ms: i64,
     pub participants: Vec<u32>,
     pub booking: Option<BookRequest>,
+    pub claim: Option<Claim>,
 }
 
 /// A prepared reservation whose deadline passed while its home is another
@@ -47,7 +48,10 @@ impl State {
         now_ms: i64,
         sink: &mut dyn RecordSink,
     ) -> Result<ShardReply, ShardError> {
-        check_shape(&prepare.segments, prepare.seats)?;
+        // The shard that only holds the request id's claim has no segments.
+        if prepare.claim.is_none() || !prepare.segments.is_empty() {
+            check_shape(&prepare.segments, prepare.seats)?;
+        }
         self.check_owns_all(&prepare.segments)?;
         self.check_participants(&prepare.participants)?;
         if let Some(reply) = self.earlier_prepare(&prepare, now_ms)? {
@@ -59,6 +63,9 @@ impl State {
                 return Ok(self.booking_reply(locator, now_ms));
             }
         }
+        if let Some(claim) = &prepare.claim {
+            self.check_claim(claim)?;
+        }
         self.check_segments(&prepare.segments, prepare.seats, now_ms)?;
         let cap = now_ms.saturating_add(self.prepare_timeout_ms);
         let record = Record::Prepared {
@@ -69,6 +76,7 @@ impl State {
             deadline_ms: prepare.deadline_ms.min(cap),
             participants: prepare.participants,
             booking: prepare.booking,
+            claim: prepare.claim,
         };
         self.emit(record, sink)?;
         tracing::debug!(shard.id = self.shard_id, txn = prepare.txn, "prepared");
@@ -96,6 +104,25 @@ impl State {
             Some(ReservationState::Released) => Err(aborted(txn)),
             Some(_) => Ok(Some(ShardReply::Prepared)),
         }
+    }
+
+    /// Rejects a claim on a request id that this shard knows with another
+    /// fingerprint, as a home or as the owner of the document's slot.
+    fn check_claim(&self, claim: &Claim) -> Result<(), ShardError> {
+        let key = request_key(&claim.document, &claim.request_id);
+        let home = self.request_ids.get(&key).map(|entry| entry.fingerprint);
+        let claimed = self.claims.get(&key).map(|entry| entry.fingerprint);
+        let reused = [home, claimed]
+            .into_iter()
+            .flatten()
+            .any(|fingerprint| fingerprint != claim.fingerprint);
+        if reused {
+            return Err(Error::RequestIdReused {
+                request_id: claim.request_id.clone(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     fn check_participants(&self, participants: &[u32]) -> Result<(), ShardError> {
