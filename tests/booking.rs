@@ -602,3 +602,36 @@ async fn request_id_reuse_is_found_on_any_home() {
         assert_eq!(listed.bookings.len(), 1, "{document}: {listed:?}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_retries_keep_the_request_id_claimed() {
+    let cluster = start_cluster(3).await;
+    let client = Arc::new(cluster.client().await);
+    let date = days_ahead(13);
+    let by_shard = segments_by_shard(&client, &date).await;
+    let mut shards: Vec<_> = by_shard.into_iter().collect();
+    shards.sort_by_key(|(id, _)| *id);
+    for round in 0..12 {
+        // Rotate the segment's shard so the document's shard is the home
+        // in some rounds and a claim-only participant in others.
+        let first = shards[round % 3].1[0].id.clone();
+        let other = shards[(round + 1) % 3].1[0].id.clone();
+        let request_id = format!("race-{round}");
+        let mut params = book_params("RACE-DOC", &[&first], 1);
+        params.request_id = Some(request_id.clone());
+        let attempts: Vec<_> = (0..4)
+            .map(|_| {
+                let client = client.clone();
+                let params = params.clone();
+                tokio::spawn(async move { client.create(params).await })
+            })
+            .collect();
+        for attempt in attempts {
+            let _ = attempt.await.expect("attempt task panicked");
+        }
+        let mut reuse = book_params("RACE-DOC", &[&other], 1);
+        reuse.request_id = Some(request_id);
+        let reused = client.create(reuse).await;
+        assert_eq!(kind_of(&reused), "request_id_reused", "round {round}");
+    }
+}

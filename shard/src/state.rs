@@ -117,16 +117,6 @@ struct BookingRecord {
     expires_ms: Option<i64>,
 }
 
-/// A request id claimed for a booking whose home is another shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ClaimEntry {
-    fingerprint: u64,
-    /// The latest attempt that claimed it.
-    txn: TxnId,
-    /// Set once that attempt committed; a committed claim is permanent.
-    committed: bool,
-}
-
 /// A request id's first use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RequestEntry {
@@ -178,12 +168,12 @@ pub(crate) struct State {
     by_document: FxHashMap<String, Vec<Locator>>,
     /// Keyed by [`request_key`].
     request_ids: FxHashMap<String, RequestEntry>,
-    /// Request ids of bookings whose home is another shard, claimed here
-    /// because this shard owns the slot of the passenger's document; keyed
-    /// by [`request_key`].
-    claims: FxHashMap<String, ClaimEntry>,
-    /// The claim each prepared transaction made, by transaction.
-    claim_keys: FxHashMap<TxnId, String>,
+    /// Fingerprints of request ids of bookings whose home is another
+    /// shard, claimed here because this shard owns the slot of the
+    /// passenger's document; keyed by [`request_key`]. Like the home
+    /// shard's entries, a claim stays once made: a request id is bound to
+    /// the params of its first attempt, whether that attempt booked or not.
+    claims: FxHashMap<String, u64>,
     /// Held bookings by expiry.
     holds: BTreeSet<(i64, Locator)>,
     /// Pending home transactions by deadline.
@@ -229,7 +219,6 @@ impl State {
             by_document: FxHashMap::default(),
             request_ids: FxHashMap::default(),
             claims: FxHashMap::default(),
-            claim_keys: FxHashMap::default(),
             holds: BTreeSet::new(),
             home_deadlines: BTreeSet::new(),
             participant_deadlines: BTreeSet::new(),

@@ -342,10 +342,16 @@ impl Worker {
         if is_trip {
             self.trips.fetch_add(1, Ordering::Relaxed);
         }
+        // A booking with a request id also needs the shard of the
+        // passenger's document, which claims the request id.
+        let mut needed = shards.clone();
+        if params.request_id.is_some() {
+            needed.push(self.catalog.owner(&params.passenger.document));
+        }
         let result = if hold {
-            self.timed(&shards, client.hold(params.clone())).await
+            self.timed(&needed, client.hold(params.clone())).await
         } else {
-            self.timed(&shards, client.create(params.clone())).await
+            self.timed(&needed, client.create(params.clone())).await
         };
         if is_trip {
             self.trips.fetch_sub(1, Ordering::Relaxed);

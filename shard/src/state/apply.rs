@@ -3,12 +3,12 @@
 //! Each function checks everything first and changes the state only when
 //! the whole record applies, so a record that fails leaves no trace.
 
-use trecho_common::internal::{Claim, TxnId};
+use trecho_common::internal::TxnId;
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::types::{BookingStatus, Locator};
 
 use super::{
-    request_key, BookingRecord, ClaimEntry, FinishJob, HomeTxn, Outcome, RequestEntry, Reservation,
+    request_key, BookingRecord, FinishJob, HomeTxn, Outcome, RequestEntry, Reservation,
     ReservationState, State,
 };
 use crate::catalog::SegmentIndex;
@@ -143,7 +143,10 @@ impl State {
         };
         self.reservations.insert(txn, reservation);
         if let Some(claim) = claim {
-            self.apply_claim(claim, txn);
+            let key = request_key(&claim.document, &claim.request_id);
+            if !self.request_ids.contains_key(&key) {
+                self.claims.entry(key).or_insert(claim.fingerprint);
+            }
         }
         match booking {
             Some(request) => {
@@ -251,62 +254,13 @@ impl State {
             self.participant_deadlines.remove(&(deadline_ms, txn));
             if commit {
                 reservation.state = ReservationState::Committed;
-                self.settle_claim(txn, true);
                 return Ok(());
             }
         }
         if !commit {
-            self.settle_claim(txn, false);
             self.release(txn);
         }
         Ok(())
-    }
-
-    /// Records the claim of a prepared transaction. A request id this
-    /// shard knows as a home, or whose claim committed, stays as it is; a
-    /// pending claim moves to the latest attempt, as the home shard's
-    /// request id entry does.
-    fn apply_claim(&mut self, claim: &Claim, txn: TxnId) {
-        let key = request_key(&claim.document, &claim.request_id);
-        if self.request_ids.contains_key(&key) {
-            return;
-        }
-        match self.claims.get_mut(&key) {
-            Some(entry) if entry.committed => {}
-            Some(entry) => {
-                self.claim_keys.remove(&entry.txn);
-                entry.txn = txn;
-                self.claim_keys.insert(txn, key);
-            }
-            None => {
-                let entry = ClaimEntry {
-                    fingerprint: claim.fingerprint,
-                    txn,
-                    committed: false,
-                };
-                self.claims.insert(key.clone(), entry);
-                self.claim_keys.insert(txn, key);
-            }
-        }
-    }
-
-    /// Makes the claim of `txn` permanent on commit, or drops it on release
-    /// unless a later attempt or a commit holds it.
-    fn settle_claim(&mut self, txn: TxnId, commit: bool) {
-        let Some(key) = self.claim_keys.remove(&txn) else {
-            return;
-        };
-        let Some(entry) = self.claims.get_mut(&key) else {
-            return;
-        };
-        if entry.txn != txn {
-            return;
-        }
-        if commit {
-            entry.committed = true;
-        } else if !entry.committed {
-            self.claims.remove(&key);
-        }
     }
 
     fn apply_confirmed(&mut self, locator: Locator) -> Result<(), ApplyError> {

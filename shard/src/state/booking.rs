@@ -76,7 +76,7 @@ impl State {
         };
         let key = request_key(&request.passenger.document, request_id);
         // A claim made here for a booking whose home is another shard.
-        let claimed = self.claims.get(&key).map(|claim| claim.fingerprint);
+        let claimed = self.claims.get(&key).copied();
         if claimed.is_some_and(|fingerprint| fingerprint != request.fingerprint()) {
             return Err(Error::RequestIdReused {
                 request_id: request_id.clone(),

@@ -197,6 +197,7 @@ impl Shard {
             self.state.outbox_jobs(),
             "outbox after replay"
         );
+        assert_eq!(replayed.claims, self.state.claims, "claims after replay");
         assert_invariant(&self.audit());
     }
 }
@@ -1235,7 +1236,7 @@ fn finish_op(txn: TxnId, commit: bool) -> ShardOp {
 }
 
 #[test]
-fn claim_rejects_other_params_until_released() {
+fn claim_binds_request_id_to_first_params() {
     let now = start_ms();
     let mut shard = Shard::new(REMOTE);
     let reused = Error::RequestIdReused {
@@ -1247,33 +1248,36 @@ fn claim_rejects_other_params_until_released() {
         Ok(ShardReply::Prepared)
     );
     let other = shard.handle(claim_op(0x101, "r-1", 2, now), now);
-    assert_eq!(client_error(other), reused);
-    // A retry with the same params claims it again, and the first
-    // attempt's release leaves the claim to the retry.
+    assert_eq!(client_error(other), reused.clone());
+
+    // Retries with the same params prepare again. Whatever the order in
+    // which their outcomes arrive, the claim stays: here a retry is
+    // released before the first attempt's commit reaches this shard.
     assert_eq!(
         shard.handle(claim_op(0x102, "r-1", 1, now), now),
         Ok(ShardReply::Prepared)
     );
     assert_eq!(
-        shard.handle(finish_op(0x100, false), now),
+        shard.handle(finish_op(0x102, false), now),
+        Ok(ShardReply::Ack)
+    );
+    assert_eq!(
+        shard.handle(finish_op(0x100, true), now),
         Ok(ShardReply::Ack)
     );
     let other = shard.handle(claim_op(0x103, "r-1", 2, now), now);
     assert_eq!(client_error(other), reused.clone());
 
-    // Committed, the claim outlives a later release (a cancel).
+    // A cancel releases the seats but not the request id.
     assert_eq!(
-        shard.handle(finish_op(0x102, true), now),
-        Ok(ShardReply::Ack)
-    );
-    assert_eq!(
-        shard.handle(finish_op(0x102, false), now),
+        shard.handle(finish_op(0x100, false), now),
         Ok(ShardReply::Ack)
     );
     let other = shard.handle(claim_op(0x104, "r-1", 2, now), now);
     assert_eq!(client_error(other), reused);
 
-    // A claim whose only attempt was released is free again.
+    // Like the home shard's entry, a claim whose only attempt failed stays
+    // bound to that attempt's params.
     assert_eq!(
         shard.handle(claim_op(0x200, "r-2", 5, now), now),
         Ok(ShardReply::Prepared)
@@ -1282,10 +1286,8 @@ fn claim_rejects_other_params_until_released() {
         shard.handle(finish_op(0x200, false), now),
         Ok(ShardReply::Ack)
     );
-    assert_eq!(
-        shard.handle(claim_op(0x201, "r-2", 6, now), now),
-        Ok(ShardReply::Prepared)
-    );
+    let other = shard.handle(claim_op(0x201, "r-2", 6, now), now);
+    assert!(matches!(client_error(other), Error::RequestIdReused { .. }));
 
     shard.assert_replay_matches(now);
 }

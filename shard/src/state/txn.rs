@@ -111,7 +111,7 @@ impl State {
     fn check_claim(&self, claim: &Claim) -> Result<(), ShardError> {
         let key = request_key(&claim.document, &claim.request_id);
         let home = self.request_ids.get(&key).map(|entry| entry.fingerprint);
-        let claimed = self.claims.get(&key).map(|entry| entry.fingerprint);
+        let claimed = self.claims.get(&key).copied();
         let reused = [home, claimed]
             .into_iter()
             .flatten()
