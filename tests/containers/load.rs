@@ -345,8 +345,9 @@ impl Worker {
         // A booking with a request id also needs the shard of the
         // passenger's document, which claims the request id.
         let mut needed = shards.clone();
-        if params.request_id.is_some() {
-            needed.push(self.catalog.owner(&params.passenger.document));
+        let document_shard = self.catalog.owner(&params.passenger.document);
+        if params.request_id.is_some() && !needed.contains(&document_shard) {
+            needed.push(document_shard);
         }
         let result = if hold {
             self.timed(&needed, client.hold(params.clone())).await
