@@ -152,7 +152,8 @@ impl Outcome {
 pub(crate) struct Call {
     pub(crate) started: Instant,
     pub(crate) elapsed: Duration,
-    /// Shards that own the booking's segments.
+    /// Shards the call needs: those of the booking's segments, and for a
+    /// booking with a request id the shard of the passenger's document.
     pub(crate) shards: Vec<u32>,
     pub(crate) outcome: Outcome,
 }
