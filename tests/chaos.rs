@@ -9,6 +9,8 @@
 //! separated list) replaces the default seeds, and `TRECHO_CHAOS_SECONDS`
 //! sets how long each seed's crash phase lasts (default 12).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +23,6 @@ use trecho_client::{
     BookParams, Booking, BookingStatus, Client, ClientError, ClientOptions, Passenger, SearchParams,
 };
 use trecho_common::failpoint;
-use trecho_common::hashing::slot;
 use trecho_common::time::Date;
 use trecho_tests::Cluster;
 
@@ -108,17 +109,8 @@ async fn hot_segments(client: &Client) -> Vec<String> {
     }
     let mut by_shard = vec![Vec::new(); status.shards.len()];
     for segment in found {
-        let slot = slot(&segment.id);
-        let owner = status
-            .shards
-            .iter()
-            .find(|s| {
-                s.slots
-                    .iter()
-                    .any(|[first, last]| (*first..=*last).contains(&slot))
-            })
-            .unwrap_or_else(|| panic!("no shard owns slot {slot} of {}", segment.id));
-        let index = usize::try_from(owner.id).expect("shard ids are small");
+        let owner = common::shard_of(&status, &segment.id);
+        let index = usize::try_from(owner).expect("shard ids are small");
         if by_shard[index].len() < HOT_PER_SHARD {
             by_shard[index].push(segment.id);
         }

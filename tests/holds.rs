@@ -1,13 +1,14 @@
 //! Holds, confirm, expiry and cancel of trips whose segments live on
 //! several shards, against real shard and router processes.
 
+mod common;
+
 use std::time::Duration;
 
 use tokio::time::Instant;
 use trecho_client::audit::{self, ExpectedBooking};
 use trecho_client::{BookParams, Booking, BookingStatus, Client, Passenger, SearchParams};
 use trecho_common::failpoint;
-use trecho_common::hashing::slot;
 use trecho_common::time::Date;
 use trecho_tests::{Cluster, ClusterBuilder};
 
@@ -39,17 +40,8 @@ async fn one_segment_per_shard(client: &Client) -> Vec<String> {
     let found = client.search(params).await.expect("segments.search failed");
     let mut picked: Vec<Option<String>> = vec![None; status.shards.len()];
     for segment in found.segments {
-        let slot = slot(&segment.id);
-        let owner = status
-            .shards
-            .iter()
-            .find(|s| {
-                s.slots
-                    .iter()
-                    .any(|[first, last]| (*first..=*last).contains(&slot))
-            })
-            .unwrap_or_else(|| panic!("no shard owns slot {slot} of {}", segment.id));
-        let index = usize::try_from(owner.id).expect("shard ids are small");
+        let owner = common::shard_of(&status, &segment.id);
+        let index = usize::try_from(owner).expect("shard ids are small");
         picked[index].get_or_insert(segment.id);
     }
     picked

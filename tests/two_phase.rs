@@ -5,13 +5,14 @@
 //! nothing in doubt, and a retry with the same request id must give
 //! exactly one booking.
 
+mod common;
+
 use std::time::Duration;
 
 use trecho_client::audit::{self, ExpectedBooking};
 use trecho_client::SearchParams;
 use trecho_client::{BookParams, Booking, BookingStatus, Client, ClientError, Passenger};
 use trecho_common::failpoint;
-use trecho_common::hashing::slot;
 use trecho_common::time::Date;
 use trecho_tests::{Cluster, ClusterBuilder};
 
@@ -62,17 +63,8 @@ async fn segments_by_shard(client: &Client) -> Vec<Vec<String>> {
     let found = client.search(params).await.expect("segments.search failed");
     let mut by_shard = vec![Vec::new(); status.shards.len()];
     for segment in found.segments {
-        let slot = slot(&segment.id);
-        let owner = status
-            .shards
-            .iter()
-            .find(|s| {
-                s.slots
-                    .iter()
-                    .any(|[first, last]| (*first..=*last).contains(&slot))
-            })
-            .unwrap_or_else(|| panic!("no shard owns slot {slot} of {}", segment.id));
-        let index = usize::try_from(owner.id).expect("shard ids are small");
+        let owner = common::shard_of(&status, &segment.id);
+        let index = usize::try_from(owner).expect("shard ids are small");
         by_shard[index].push(segment.id);
     }
     by_shard
