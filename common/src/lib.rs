@@ -24,6 +24,7 @@ pub mod failpoint;
 pub mod hashing;
 pub mod internal;
 pub mod link;
+pub mod process;
 pub mod protocol;
 pub mod schedule;
 pub mod shardmap;

@@ -106,7 +106,7 @@ pub async fn run(
 /// Returns an error when the configuration is invalid, the runtime cannot
 /// start, or the listen address cannot be bound.
 pub fn main_with(args: Args) -> anyhow::Result<()> {
-    install_tracing();
+    trecho_common::process::install_tracing();
     let config = RouterConfig::load(&args).context("failed to load the router configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -120,46 +120,12 @@ pub fn main_with(args: Args) -> anyhow::Result<()> {
             .local_addr()
             .context("failed to read the listen address")?;
         tracing::info!(address = %address, "router listening");
-        run(listener, config, shutdown_signal())
+        let shutdown = async {
+            trecho_common::process::shutdown_signal("router").await;
+            tracing::info!("shutdown requested");
+        };
+        run(listener, config, shutdown)
             .await
             .context("the router could not start")
     })
-}
-
-fn install_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A subscriber installed earlier in this process (a test harness, or a
-    // binary that runs the router and a shard together) is kept.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                tracing::info!("shutdown requested");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the router");
-            }
-        }
-    }
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::error!(%error, "cannot listen for Ctrl-C; the router runs until killed");
-        std::future::pending::<()>().await;
-    }
-    tracing::info!("shutdown requested");
 }

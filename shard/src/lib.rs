@@ -195,7 +195,7 @@ pub async fn run(
 /// Returns an error when the configuration is invalid, the listen address
 /// cannot be bound, or the data cannot be read or written.
 pub fn main_with(args: Args) -> anyhow::Result<()> {
-    install_tracing();
+    trecho_common::process::install_tracing();
     let config = ShardConfig::load(&args).context("failed to load the shard configuration")?;
     // The owner task is the hot path; one worker thread per core is plenty
     // beside the journal thread.
@@ -208,38 +208,9 @@ pub fn main_with(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let id = config.id;
-        run(listener, config, shutdown_signal())
+        let shutdown = trecho_common::process::shutdown_signal("shard");
+        run(listener, config, shutdown)
             .await
             .with_context(|| format!("shard {id} stopped"))
     })
-}
-
-fn install_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A subscriber installed earlier in this process is kept.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-        tracing::warn!("cannot listen for SIGTERM; only Ctrl-C stops the shard");
-    }
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
