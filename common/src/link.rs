@@ -500,6 +500,15 @@ impl LinkTask {
             if !self.take_queued(&mut out, written) {
                 return SessionEnd::HandlesDropped;
             }
+            if written == 0 && !out.is_empty() && out.len() < WRITE_BATCH {
+                // Let the tasks that are ready queue their requests too, so
+                // that one write carries them all: on loopback each write
+                // costs the shard a wakeup.
+                tokio::task::yield_now().await;
+                if !self.take_queued(&mut out, written) {
+                    return SessionEnd::HandlesDropped;
+                }
+            }
             if write_available(stream, &mut out, &mut written).is_err() {
                 return SessionEnd::Failed("write failed");
             }
