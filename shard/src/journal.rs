@@ -6,6 +6,13 @@
 //! crash: no reply was sent for anything from there on, so the file is
 //! truncated at that line.
 //!
+//! The file is grown ahead of its records by [`PREALLOCATE`] bytes of
+//! zeros, synced once. Records then overwrite zeros in place, so the
+//! `fdatasync` after each batch leaves the file size alone and writes no
+//! inode. Replay reads the zeros after the last record as free space, not
+//! as a torn write, and cuts them off before the writer grows the file
+//! again.
+//!
 //! TODO: the journal grows without bound and replay reads all of it; a
 //! snapshot of the state plus truncation of the journal before it belongs
 //! here once restarts get slow.
@@ -13,7 +20,8 @@
 pub(crate) mod writer;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -86,6 +94,54 @@ fn decode_line(line: &[u8]) -> Option<&[u8]> {
     (crc32fast::hash(json) == expected).then_some(json)
 }
 
+/// Bytes of zeros the journal is grown by whenever records reach its end.
+pub(crate) const PREALLOCATE: u64 = 1 << 20;
+
+/// The journal opened for writing: records go at `end`, over the zeros
+/// written ahead of them.
+#[derive(Debug)]
+pub(crate) struct JournalFile {
+    file: File,
+    /// Where the next record goes: the end of the last record.
+    end: u64,
+    /// The file's length: `end` plus the zeros after it.
+    len: u64,
+}
+
+impl JournalFile {
+    /// Writes `records` after the last record, growing the file first when
+    /// they do not fit in the zeros left. Nothing is durable before
+    /// [`JournalFile::sync`].
+    pub fn write(&mut self, records: &[u8]) -> std::io::Result<()> {
+        let end = self.end + records.len() as u64;
+        if end > self.len {
+            let len = end + PREALLOCATE;
+            write_zeros(&self.file, self.len, len)?;
+            self.len = len;
+        }
+        self.file.write_all_at(records, self.end)?;
+        self.end = end;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Writes zeros from `from` to `to`, which become the new end of the file.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let count = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..count], at)?;
+        at += count as u64;
+    }
+    Ok(())
+}
+
 /// Counts from one replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReplayStats {
@@ -95,11 +151,13 @@ pub(crate) struct ReplayStats {
     pub bytes: u64,
     /// Bytes of a torn tail that were cut off.
     pub truncated: u64,
+    /// Bytes of zeros after the last record that were cut off.
+    pub preallocated: u64,
 }
 
-/// Replays `path` into `state`, truncating a torn tail, and returns the
-/// file opened for appending.
-pub(crate) fn replay(path: &Path, state: &mut State) -> Result<(File, ReplayStats), Error> {
+/// Replays `path` into `state`, truncating a torn tail and the zeros after
+/// the last record, and returns the file opened for writing records.
+pub(crate) fn replay(path: &Path, state: &mut State) -> Result<(JournalFile, ReplayStats), Error> {
     let io = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -123,11 +181,18 @@ pub(crate) fn replay(path: &Path, state: &mut State) -> Result<(File, ReplayStat
             kept = stats.bytes,
             "journal had a torn tail; truncated it"
         );
+    }
+    if stats.truncated > 0 || stats.preallocated > 0 {
         file.set_len(stats.bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
     }
     drop(file);
-    let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+    let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+    let file = JournalFile {
+        file,
+        end: stats.bytes,
+        len: stats.bytes,
+    };
     tracing::info!(
         shard.id = state.shard_id(),
         records = stats.records,
@@ -150,6 +215,7 @@ fn apply_lines(
         records: 0,
         bytes: 0,
         truncated: 0,
+        preallocated: 0,
     };
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -168,7 +234,17 @@ fn apply_lines(
             _ => None,
         };
         let Some(json) = json else {
-            stats.truncated = total - stats.bytes;
+            let rest = total - stats.bytes;
+            let zeros = line.iter().all(|&byte| byte == 0)
+                && rest_is_zeros(reader, &mut line).map_err(|source| Error::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            if zeros {
+                stats.preallocated = rest;
+            } else {
+                stats.truncated = rest;
+            }
             return Ok(stats);
         };
         let number = stats.records + 1;
@@ -187,17 +263,29 @@ fn apply_lines(
     }
 }
 
+/// Reads `reader` to its end and returns whether it held only zeros.
+fn rest_is_zeros(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut zeros = true;
+    loop {
+        buf.clear();
+        let read = reader.by_ref().take(64 * 1024).read_to_end(buf)?;
+        if read == 0 {
+            return Ok(zeros);
+        }
+        zeros &= buf.iter().all(|&byte| byte == 0);
+    }
+}
+
 /// Appends records to a journal and syncs it; for tests and tools that
 /// write without the journal thread.
 #[cfg(test)]
-pub(crate) fn append(file: &mut File, records: &[Record]) -> std::io::Result<()> {
-    use std::io::Write;
+pub(crate) fn append(file: &mut JournalFile, records: &[Record]) -> std::io::Result<()> {
     let mut buf = Vec::new();
     for record in records {
         encode(record, &mut buf);
     }
-    file.write_all(&buf)?;
-    file.sync_data()
+    file.write(&buf)?;
+    file.sync()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Journal tests: the line format, replay into a fresh state, a torn tail
-//! cut off on replay, and records this version cannot read.
+//! cut off on replay, the zeros written ahead of the records, and records
+//! this version cannot read.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -12,7 +13,7 @@ use trecho_common::shardmap::ShardMap;
 use trecho_common::time::Date;
 use trecho_common::types::{Locator, Passenger};
 
-use super::{append, decode_line, encode, replay, Error};
+use super::{append, decode_line, encode, replay, Error, PREALLOCATE};
 use crate::catalog::Catalog;
 use crate::record::Record;
 use crate::state::{Rng, State};
@@ -90,18 +91,19 @@ fn busy_state() -> (State, Vec<Record>) {
     (state, records)
 }
 
+/// Writes `records` as plain lines, without zeros after them.
 fn write_journal(path: &Path, records: &[Record]) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("the journal opens");
-    append(&mut file, records).expect("the journal is written");
+    let mut bytes = Vec::new();
+    for record in records {
+        encode(record, &mut bytes);
+    }
+    write_raw(path, &bytes);
 }
 
 /// Appends raw bytes to the journal, as a crash mid-write would leave them.
 fn write_raw(path: &Path, bytes: &[u8]) {
     let mut file = OpenOptions::new()
+        .create(true)
         .append(true)
         .open(path)
         .expect("the journal opens");
@@ -261,4 +263,99 @@ fn contradicting_record_is_an_apply_error() {
     let error = replay(&path, &mut replayed).expect_err("a contradiction stops replay");
 
     assert!(matches!(error, Error::Apply { line: 2, .. }), "{error:?}");
+}
+
+#[test]
+fn zeros_after_the_last_record_are_cut_off_without_counting_as_torn() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("journal.log");
+    let (_, records) = busy_state();
+    let (mut file, _) = replay(&path, &mut state()).expect("an empty journal replays");
+    append(&mut file, &records).expect("the records are written");
+    drop(file);
+    let mut plain = Vec::new();
+    records.iter().for_each(|record| encode(record, &mut plain));
+    let written = fs::metadata(&path).expect("journal exists").len();
+    assert_eq!(written, plain.len() as u64 + PREALLOCATE);
+
+    let mut replayed = state();
+    let (_file, stats) = replay(&path, &mut replayed).expect("the journal replays");
+
+    assert_eq!(stats.records, records.len() as u64);
+    assert_eq!(stats.truncated, 0);
+    assert_eq!(stats.preallocated, PREALLOCATE);
+    assert_eq!(
+        fs::metadata(&path).expect("journal exists").len(),
+        plain.len() as u64
+    );
+    assert_eq!(audit(&mut replayed).segments[0].taken, 2);
+}
+
+#[test]
+fn record_torn_inside_the_zeros_is_truncated() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("journal.log");
+    let (_, records) = busy_state();
+    let (mut file, _) = replay(&path, &mut state()).expect("an empty journal replays");
+    append(&mut file, &records[..2]).expect("the records are written");
+    drop(file);
+    let mut intact = Vec::new();
+    records[..2]
+        .iter()
+        .for_each(|record| encode(record, &mut intact));
+    let mut third = Vec::new();
+    encode(&records[2], &mut third);
+    let torn = &third[..third.len() / 2];
+    let raw = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("the journal opens");
+    raw.write_all_at(torn, intact.len() as u64)
+        .expect("the torn record is written");
+    drop(raw);
+
+    let mut replayed = state();
+    let (_file, stats) = replay(&path, &mut replayed).expect("a torn tail is not an error");
+
+    assert_eq!(stats.records, 2);
+    assert_eq!(stats.truncated, PREALLOCATE);
+    assert_eq!(stats.preallocated, 0);
+    assert_eq!(audit(&mut replayed).segments[0].taken, 5);
+}
+
+#[test]
+fn records_past_the_zeros_grow_the_journal_and_replay_in_order() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("journal.log");
+    let (mut file, _) = replay(&path, &mut state()).expect("an empty journal replays");
+    let mut live = state();
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    // Book and cancel one seat until the records outgrow the zeros.
+    while bytes <= PREALLOCATE as usize {
+        let mut round = book(&mut live, 1, None);
+        let Some(Record::Booked { locator, .. }) = round.last().cloned() else {
+            panic!("expected a booking record, got {round:?}");
+        };
+        let cancel = ShardOp::Cancel {
+            locator: locator.0,
+            document: "X1234567".to_owned(),
+        };
+        live.handle(cancel, now_ms(), &mut round)
+            .expect("the booking is cancelled");
+        let mut encoded = Vec::new();
+        round.iter().for_each(|record| encode(record, &mut encoded));
+        bytes += encoded.len();
+        append(&mut file, &round).expect("the records are written");
+        records.extend(round);
+    }
+    drop(file);
+
+    let (_file, stats) = replay(&path, &mut state()).expect("the journal replays");
+
+    assert_eq!(stats.records, records.len() as u64);
+    assert_eq!(stats.bytes, bytes as u64);
+    assert_eq!(stats.truncated, 0);
+    assert!(stats.preallocated > 0, "{stats:?}");
 }

@@ -6,21 +6,19 @@
 //! so no client sees state that a crash could still undo. While it syncs,
 //! the owner task builds the next batch.
 
-use std::fs::File;
-use std::io::Write;
-
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 use trecho_common::failpoint;
 
+use super::JournalFile;
 use crate::batch::Batch;
 use crate::owner::Command;
 use crate::server::{Outbound, ReplyTo};
 
 /// The journal thread's ends of its channels.
 pub(crate) struct JournalWriter {
-    /// The journal, opened for appending.
-    pub file: File,
+    /// The journal, opened after its last record.
+    pub file: JournalFile,
     /// Batches from the owner task.
     pub batches: mpsc::Receiver<Batch>,
     /// Emptied batches back to the owner task.
@@ -65,11 +63,11 @@ impl JournalWriter {
     fn write_and_sync(&mut self, batches: &[Batch]) -> std::io::Result<()> {
         let mut written = false;
         for batch in batches.iter().filter(|b| !b.records.is_empty()) {
-            self.file.write_all(&batch.records)?;
+            self.file.write(&batch.records)?;
             written = true;
         }
         if written {
-            self.file.sync_data()?;
+            self.file.sync()?;
         }
         Ok(())
     }
