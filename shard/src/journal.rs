@@ -102,7 +102,7 @@ pub(crate) const PREALLOCATE: u64 = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct JournalFile {
     file: File,
-    /// Where the next record goes: the end of the last record.
+    /// Offset of the next record: the end of the last one.
     end: u64,
     /// The file's length: `end` plus the zeros after it.
     len: u64,

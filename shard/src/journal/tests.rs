@@ -266,7 +266,7 @@ fn contradicting_record_is_an_apply_error() {
 }
 
 #[test]
-fn zeros_after_the_last_record_are_cut_off_without_counting_as_torn() {
+fn trailing_zeros_are_not_torn() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("journal.log");
     let (_, records) = busy_state();
@@ -292,7 +292,7 @@ fn zeros_after_the_last_record_are_cut_off_without_counting_as_torn() {
 }
 
 #[test]
-fn record_torn_inside_the_zeros_is_truncated() {
+fn torn_record_in_zeros_truncated() {
     use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("journal.log");
@@ -325,7 +325,7 @@ fn record_torn_inside_the_zeros_is_truncated() {
 }
 
 #[test]
-fn records_past_the_zeros_grow_the_journal_and_replay_in_order() {
+fn journal_grows_past_its_zeros() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("journal.log");
     let (mut file, _) = replay(&path, &mut state()).expect("an empty journal replays");
