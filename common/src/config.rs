@@ -20,7 +20,7 @@ pub enum Error {
     #[error("invalid shard map: {0}")]
     ShardMap(#[from] crate::shardmap::Error),
     /// The shard map was given neither as `shards` nor as `shard_map`.
-    #[error("no shard map: set `shards` (for example TRECHO_SHARDS=\"0=127.0.0.1:7001@0-16383\") or a [[shard_map]] table in the config file")]
+    #[error("no shard map: set `shards` (for example TRECHO_SHARDS=\"0=127.0.0.1:7001@0-16383\") or a [[shard_map]] table in the config file; a router can take `seeds` instead, the addresses of shards to ask for the map")]
     NoShardMap,
 }
 

@@ -114,6 +114,15 @@ pub enum Error {
         /// Its departure, RFC 3339.
         departure: String,
     },
+    /// The slot moved to another shard while the request was on its way,
+    /// twice in a row; nothing changed.
+    #[error("slot {slot} changed shards while the request was on its way (last asked shard {shard}); nothing changed, retry")]
+    MapChanged {
+        /// The slot of the segment or booking.
+        slot: u16,
+        /// The shard that no longer owns it.
+        shard: u32,
+    },
 }
 
 impl Error {
@@ -135,6 +144,7 @@ impl Error {
             Error::RequestIdReused { .. } => 1008,
             Error::InvalidState { .. } => 1009,
             Error::SalesClosed { .. } => 1010,
+            Error::MapChanged { .. } => 1011,
         }
     }
 
@@ -156,6 +166,7 @@ impl Error {
             Error::RequestIdReused { .. } => Some("request_id_reused"),
             Error::InvalidState { .. } => Some("invalid_state"),
             Error::SalesClosed { .. } => Some("sales_closed"),
+            Error::MapChanged { .. } => Some("map_changed"),
         }
     }
 
@@ -167,6 +178,7 @@ impl Error {
             Error::ShardUnavailable { .. }
                 | Error::OutcomeUnknown { .. }
                 | Error::Overloaded { .. }
+                | Error::MapChanged { .. }
         )
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::protocol::methods::BookRequest;
+use crate::shardmap::ShardMap;
 use crate::time::Date;
 use crate::types::{Booking, BookingStatus, Segment};
 
@@ -35,6 +36,10 @@ pub struct Claim {
 pub struct InternalRequest {
     /// Sender-chosen id, echoed in the response.
     pub id: u64,
+    /// Version of the shard map the sender routed the request with; 0 from
+    /// a sender that does not say.
+    #[serde(default)]
+    pub map_version: u64,
     /// What to do.
     pub op: ShardOp,
 }
@@ -47,6 +52,8 @@ pub enum ShardOp {
     Ping,
     /// Counts and ownership; answers [`ShardReply::Status`].
     Status,
+    /// The shard map this shard holds; answers [`ShardReply::ClusterMap`].
+    ClusterMap,
     /// Segments matching a search; answers [`ShardReply::Segments`].
     Search {
         /// Origin code.
@@ -185,6 +192,11 @@ pub enum ShardReply {
     Pong,
     /// Answer to [`ShardOp::Status`].
     Status(ShardStatus),
+    /// Answer to [`ShardOp::ClusterMap`].
+    ClusterMap {
+        /// The whole map, with its version.
+        map: ShardMap,
+    },
     /// Answer to [`ShardOp::Search`].
     Segments {
         /// Matching segments by departure, then id.
@@ -243,6 +255,9 @@ pub enum ShardError {
         shard: u32,
         /// Its map version.
         map_version: u64,
+        /// The slot's owner under that map.
+        #[serde(default)]
+        owner: Option<u32>,
     },
     /// The request could not be read.
     #[error("invalid internal request: {message}")]
@@ -369,6 +384,7 @@ mod tests {
     fn request_and_response_lines_round_trip() {
         let request = InternalRequest {
             id: 9,
+            map_version: 4,
             op: ShardOp::Finish {
                 txn: 5,
                 commit: true,
@@ -377,7 +393,7 @@ mod tests {
         let text = serde_json::to_string(&request).unwrap();
         assert_eq!(
             text,
-            r#"{"id":9,"op":{"type":"finish","txn":5,"commit":true}}"#
+            r#"{"id":9,"map_version":4,"op":{"type":"finish","txn":5,"commit":true}}"#
         );
         assert_eq!(
             serde_json::from_str::<InternalRequest>(&text).unwrap(),
@@ -389,6 +405,7 @@ mod tests {
                 slot: 1,
                 shard: 2,
                 map_version: 3,
+                owner: Some(0),
             }),
         };
         let text = serde_json::to_string(&response).unwrap();

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -96,6 +96,10 @@ pub struct LinkOptions {
     /// Requests queued for the link task before callers get
     /// [`LinkError::Unavailable`].
     pub queue: usize,
+    /// Version of the shard map the sender routes with, written into every
+    /// request; shared by the sender's links and raised when its map
+    /// changes.
+    pub map_version: Arc<AtomicU64>,
 }
 
 impl Default for LinkOptions {
@@ -106,6 +110,7 @@ impl Default for LinkOptions {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
             queue: 65_536,
+            map_version: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -574,7 +579,8 @@ impl LinkTask {
         let id = self.next_id;
         self.next_id += 1;
         // Writing to a Vec cannot fail.
-        let _ = write!(out, "{{\"id\":{id},\"op\":");
+        let version = self.options.map_version.load(Ordering::Relaxed);
+        let _ = write!(out, "{{\"id\":{id},\"map_version\":{version},\"op\":");
         out.extend_from_slice(&outgoing.op);
         out.extend_from_slice(b"}\n");
         self.pending.insert(id, outgoing.reply);

@@ -50,7 +50,40 @@ pub(crate) fn group_by_owner(segments: &[String], owner: impl Fn(&str) -> usize)
 /// the shard that owns the document's slot. When that shard is not the home
 /// shard, it joins the two-phase commit, with no segments when it owns none,
 /// to claim the request id; its refusal is `request_id_reused`.
+///
+/// When a shard rejects a slot of the booking with `not_owner`, the
+/// router refreshes its map and books once more: the refusing shard
+/// changed nothing, and a two-phase commit is aborted before its answer.
 pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
+    let (groups, claim_at) = plan(cluster, &request);
+    if groups.len() == 1 {
+        let home = slot(&request.segments[0]);
+        return forward(
+            cluster,
+            home,
+            ShardOp::Book { request },
+            "booking",
+            expect_booking,
+        );
+    }
+    let first = two_phase::start(cluster.clone(), request.clone(), groups, claim_at);
+    let cluster = cluster.clone();
+    Box::pin(async move {
+        match first.await {
+            Err(Error::MapChanged { .. }) => {
+                cluster.refresh().await;
+                let (groups, claim_at) = plan(&cluster, &request);
+                two_phase::start(cluster, request, groups, claim_at).await
+            }
+            other => other,
+        }
+    })
+}
+
+/// Groups the booking's segments by owner, home first, and adds the shard
+/// of the passenger's document when the booking carries a request id.
+/// Returns the groups and the index of the claiming link, if any.
+fn plan(cluster: &Cluster, request: &BookRequest) -> (Vec<Group>, Option<usize>) {
     let mut groups = group_by_owner(&request.segments, |id| cluster.owner_of_segment(id));
     let mut claim_at = None;
     if request.request_id.is_some() {
@@ -65,11 +98,7 @@ pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
             claim_at = Some(document_link);
         }
     }
-    if let [only] = groups.as_slice() {
-        let op = ShardOp::Book { request };
-        return forward(cluster.link(only.link), &op, "booking", expect_booking);
-    }
-    two_phase::start(cluster.clone(), request, groups, claim_at)
+    (groups, claim_at)
 }
 
 /// Returns the refusal to show the client when several participants

@@ -2,8 +2,9 @@
 //!
 //! Values come from, in rising precedence: defaults, the TOML file given
 //! with `--config`, `TRECHO_<KEY>` environment variables (for example
-//! `TRECHO_MAX_IN_FLIGHT`), and flags. The shard map is either a `shards`
-//! spec string or `[[shard_map]]` tables in the file; the spec wins.
+//! `TRECHO_MAX_IN_FLIGHT`), and flags. The shard map comes from the shards
+//! themselves when `seeds` lists their addresses; otherwise it is a `shards`
+//! spec string or `[[shard_map]]` tables in the file, and the spec wins.
 
 use std::path::PathBuf;
 
@@ -26,6 +27,9 @@ pub struct RouterConfig {
     pub shards: Option<String>,
     /// Shard map entries, from `[[shard_map]]` tables.
     pub shard_map: Option<Vec<ShardInfo>>,
+    /// Addresses of shards to ask for the shard map, `HOST:PORT` entries
+    /// separated by `,`; used instead of `shards` and `shard_map`.
+    pub seeds: Option<String>,
     /// Version of the shard map.
     pub map_version: u64,
     /// Schedule file; the built-in schedule when absent. Shards must use the
@@ -56,6 +60,7 @@ impl Default for RouterConfig {
             listen: DEFAULT_ROUTER_ADDR.to_owned(),
             shards: None,
             shard_map: None,
+            seeds: None,
             map_version: 1,
             schedule: None,
             max_line: DEFAULT_MAX_LINE,
@@ -81,8 +86,12 @@ pub struct Args {
     pub listen: Option<String>,
     /// Shard map: ID=HOST:PORT@FIRST-LAST[,FIRST-LAST...] entries separated
     /// by ';', covering slots 0-16383 exactly once.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", conflicts_with = "seeds")]
     pub shards: Option<String>,
+    /// Shards to ask for the shard map, as HOST:PORT entries separated by
+    /// ','; one that answers is enough. Use instead of --shards.
+    #[arg(long, value_name = "ADDRESSES")]
+    pub seeds: Option<String>,
     /// Version of the shard map [default: 1].
     #[arg(long, value_name = "N")]
     pub map_version: Option<u64>,
@@ -123,6 +132,7 @@ impl RouterConfig {
         let overrides = [
             ("listen", args.listen.clone()),
             ("shards", args.shards.clone()),
+            ("seeds", args.seeds.clone()),
             ("map_version", text(args.map_version)),
             (
                 "schedule",
@@ -136,6 +146,35 @@ impl RouterConfig {
             ("prepare_timeout_ms", text(args.prepare_timeout_ms)),
         ];
         common_config::load(args.config.as_deref(), &overrides)
+    }
+
+    /// Returns the addresses listed in `seeds`, or `None` when the map comes
+    /// from `shards` or `shard_map`.
+    ///
+    /// # Errors
+    ///
+    /// Returns a message when `seeds` is given with a map, or lists nothing.
+    pub fn seed_addresses(&self) -> Result<Option<Vec<String>>, String> {
+        let Some(seeds) = &self.seeds else {
+            return Ok(None);
+        };
+        if self.shards.is_some() || self.shard_map.is_some() {
+            return Err(
+                "give either seeds (the router asks those shards for the map) or a \
+                 shard map (shards or [[shard_map]]), not both"
+                    .to_owned(),
+            );
+        }
+        let addresses: Vec<String> = seeds
+            .split(',')
+            .map(str::trim)
+            .filter(|address| !address.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if addresses.is_empty() {
+            return Err("seeds lists no address; give HOST:PORT of at least one shard".to_owned());
+        }
+        Ok(Some(addresses))
     }
 
     /// Builds and checks the shard map.
@@ -246,5 +285,28 @@ mod tests {
             ..RouterConfig::default()
         };
         assert!(config.validate().unwrap_err().contains("max_line"));
+    }
+
+    #[test]
+    fn seeds_parse_and_exclude_map() {
+        let config = RouterConfig {
+            seeds: Some("shard-0:7001, shard-1:7001,".into()),
+            ..RouterConfig::default()
+        };
+        assert_eq!(
+            config.seed_addresses().unwrap(),
+            Some(vec!["shard-0:7001".to_owned(), "shard-1:7001".to_owned()])
+        );
+        let both = RouterConfig {
+            shards: Some("0=127.0.0.1:1@0-16383".into()),
+            ..config
+        };
+        assert!(both.seed_addresses().unwrap_err().contains("not both"));
+        let empty = RouterConfig {
+            seeds: Some(" , ".into()),
+            ..RouterConfig::default()
+        };
+        assert!(empty.seed_addresses().unwrap_err().contains("no address"));
+        assert_eq!(RouterConfig::default().seed_addresses().unwrap(), None);
     }
 }

@@ -78,21 +78,21 @@ fn start(cluster: &Arc<Cluster>, call: Call) -> Pending {
                 locator: locator.0,
                 document,
             };
-            forward::to_home(cluster, locator, &op)
+            forward::to_home(cluster, locator, op)
         }
         Call::Cancel(locator, document) => {
             let op = ShardOp::Cancel {
                 locator: locator.0,
                 document,
             };
-            forward::to_home(cluster, locator, &op)
+            forward::to_home(cluster, locator, op)
         }
         Call::Get(locator, document) => {
             let op = ShardOp::GetBooking {
                 locator: locator.0,
                 document,
             };
-            forward::to_home(cluster, locator, &op)
+            forward::to_home(cluster, locator, op)
         }
         Call::List(document) => fanout::list(cluster, document),
         Call::ClusterStatus => fanout::status(cluster),

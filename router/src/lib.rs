@@ -17,7 +17,9 @@
 //! - `dispatch`: turns a validated call into shard requests.
 //! - `forward`, `fanout`, `booking` (with `booking/two_phase`) and
 //!   `routes`: the methods.
-//! - `cluster`: the shard map, the links and the schedule the methods share.
+//! - `cluster`: the shard map, the links and the schedule the methods share,
+//!   and the refresh of the map from the shards.
+//! - `discover`: the shard map asked from the shards listed in `seeds`.
 //! - `shard_error`: maps link failures and shard refusals to client errors.
 //! - `rfc3339`: timestamp parsing for merges.
 
@@ -28,6 +30,7 @@ pub mod config;
 mod booking;
 mod cluster;
 mod connection;
+mod discover;
 mod dispatch;
 mod fanout;
 mod forward;
@@ -63,8 +66,9 @@ pub enum Error {
 
 /// Serves clients on `listener` until `shutdown` completes.
 ///
-/// Builds the shard map from `config` (refusing one that does not cover
-/// every slot exactly once), loads the schedule (the `schedule` file, or the
+/// Takes the shard map from the shards listed in `seeds`, or builds it from
+/// `config` (refusing one that does not cover every slot exactly once);
+/// then loads the schedule (the `schedule` file, or the
 /// built-in one), starts one link per shard, and accepts connections. On
 /// shutdown it stops accepting, lets open connections finish the requests
 /// they have started for up to five seconds, and returns.
@@ -79,7 +83,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     config.validate().map_err(Error::Invalid)?;
-    let map = config.shard_map()?;
+    let map = match config.seed_addresses().map_err(Error::Invalid)? {
+        Some(seeds) => {
+            tracing::info!(seeds = ?seeds, "asking the shards for the shard map");
+            discover::shard_map(&seeds).await
+        }
+        None => config.shard_map()?,
+    };
     let schedule = match &config.schedule {
         Some(path) => trecho_common::schedule::Schedule::load(path)?,
         None => trecho_common::schedule::Schedule::builtin(),

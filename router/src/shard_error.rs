@@ -13,8 +13,11 @@ use trecho_common::link::{LinkError, ShardLink};
 /// - `Lost`: `shard_unavailable` for a read, `outcome_unknown` for a write,
 ///   because a write may have happened.
 /// - A shard's client error passes through unchanged.
-/// - `NotOwner` and `BadRequest` are router or configuration bugs: logged at
-///   error and returned as internal errors.
+/// - `NotOwner`: the slot changed shards after the router chose one, so
+///   `map_changed`, which is safe to retry. Callers refresh the map and
+///   retry once before the client sees it.
+/// - `BadRequest` is a router bug or a version mismatch: logged at error and
+///   returned as an internal error.
 pub(crate) fn client_error(link: &ShardLink, error: LinkError, write: bool) -> Error {
     match error {
         LinkError::Unavailable {
@@ -34,17 +37,16 @@ pub(crate) fn client_error(link: &ShardLink, error: LinkError, write: bool) -> E
             slot,
             shard,
             map_version,
+            owner,
         }) => {
-            tracing::error!(
+            tracing::info!(
                 shard.id = shard,
                 slot,
                 shard.map_version = map_version,
-                "shard map disagrees: the shard does not own a slot the router sent it"
+                owner = ?owner,
+                "the shard does not own a slot the router sent it"
             );
-            Error::internal(format!(
-                "the shard maps disagree: shard {shard} does not own slot {slot} under its map \
-                 version {map_version}; give the router and every shard the same shard map"
-            ))
+            Error::MapChanged { slot, shard }
         }
         LinkError::Remote(ShardError::BadRequest { message }) => {
             tracing::error!(shard.id = link.shard(), error = %message, "shard rejected a router request");
@@ -77,6 +79,7 @@ pub(crate) fn reply_type(reply: &ShardReply) -> &'static str {
     match reply {
         ShardReply::Pong => "pong",
         ShardReply::Status(_) => "status",
+        ShardReply::ClusterMap { .. } => "cluster_map",
         ShardReply::Segments { .. } => "segments",
         ShardReply::Segment { .. } => "segment",
         ShardReply::Seats { .. } => "seats",
@@ -117,7 +120,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shard_refusals_pass_through_and_map_mismatch_is_internal() {
+    async fn shard_refusals_map_to_client_errors() {
         let link = ShardLink::spawn(1, "127.0.0.1:9".into(), LinkOptions::default());
         let sold_out = Error::SoldOut {
             segment: "AD1-2026-12-20".into(),
@@ -132,9 +135,10 @@ mod tests {
             slot: 7,
             shard: 1,
             map_version: 2,
+            owner: Some(0),
         });
-        let error = client_error(&link, not_owner, false);
-        assert_eq!(error.code(), -32603);
-        assert!(error.to_string().contains("same shard map"), "{error}");
+        let error = client_error(&link, not_owner, true);
+        assert_eq!(error, Error::MapChanged { slot: 7, shard: 1 });
+        assert!(error.is_retryable());
     }
 }

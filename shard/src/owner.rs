@@ -243,6 +243,7 @@ fn op_name(op: &ShardOp) -> &'static str {
     match op {
         ShardOp::Ping => "ping",
         ShardOp::Status => "status",
+        ShardOp::ClusterMap => "cluster_map",
         ShardOp::Search { .. } => "search",
         ShardOp::GetSegment { .. } => "get_segment",
         ShardOp::Seats { .. } => "seats",

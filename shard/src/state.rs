@@ -261,6 +261,9 @@ impl State {
         match op {
             ShardOp::Ping => Ok(ShardReply::Pong),
             ShardOp::Status => Ok(ShardReply::Status(self.status())),
+            ShardOp::ClusterMap => Ok(ShardReply::ClusterMap {
+                map: self.map.clone(),
+            }),
             ShardOp::Search {
                 origin,
                 destination,
@@ -365,6 +368,7 @@ impl State {
                 slot,
                 shard: self.shard_id,
                 map_version: self.map.version,
+                owner: Some(self.map.owner_of_slot(slot).id),
             })
         }
     }

@@ -42,9 +42,40 @@ pub struct ClusterBuilder {
     router_env: Vec<(String, String)>,
     shard_args: Vec<String>,
     router_args: Vec<String>,
+    /// Slot ranges of each shard in the shards' map, and its version; an
+    /// even split at version 1 when unset.
+    shard_map: Option<(Vec<[u16; 2]>, u64)>,
+    /// Start the router with `--seeds` instead of the shards' map.
+    router_from_seeds: bool,
+    /// Start the router with this map (ranges per shard, version) instead
+    /// of the shards' map.
+    router_map: Option<(Vec<[u16; 2]>, u64)>,
 }
 
 impl ClusterBuilder {
+    /// Gives the shards a map with one slot range per shard, in shard
+    /// order, at `version`.
+    pub fn shard_map(mut self, ranges: &[[u16; 2]], version: u64) -> Self {
+        assert_eq!(ranges.len(), self.shards, "one slot range per shard");
+        self.shard_map = Some((ranges.to_vec(), version));
+        self
+    }
+
+    /// Starts the router with only the shards' addresses (`--seeds`), so
+    /// that it asks them for the map.
+    pub fn router_from_seeds(mut self) -> Self {
+        self.router_from_seeds = true;
+        self
+    }
+
+    /// Starts the router with its own map, one slot range per shard at
+    /// `version`, which may differ from the shards' map.
+    pub fn router_map(mut self, ranges: &[[u16; 2]], version: u64) -> Self {
+        assert_eq!(ranges.len(), self.shards, "one slot range per shard");
+        self.router_map = Some((ranges.to_vec(), version));
+        self
+    }
+
     /// Sets an environment variable of shard `index`, such as
     /// `TRECHO_FAILPOINTS`.
     pub fn shard_env(mut self, index: usize, key: &str, value: &str) -> Self {
@@ -89,7 +120,11 @@ impl ClusterBuilder {
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
-        let spec = shard_spec(&shard_addrs);
+        let (ranges, version) = self
+            .shard_map
+            .clone()
+            .unwrap_or_else(|| (even_ranges(self.shards), 1));
+        let spec = shard_spec(&shard_addrs, &ranges);
         let shards = (0..self.shards)
             .map(|index| {
                 let data_dir = dir.path().join(format!("shard-{index}"));
@@ -103,6 +138,8 @@ impl ClusterBuilder {
                     data_dir.display().to_string(),
                     "--shards".to_owned(),
                     spec.clone(),
+                    "--map-version".to_owned(),
+                    version.to_string(),
                 ];
                 args.extend(self.shard_args.iter().cloned());
                 Process::new(
@@ -117,9 +154,24 @@ impl ClusterBuilder {
             "router".to_owned(),
             "--listen".to_owned(),
             router_addr.clone(),
-            "--shards".to_owned(),
-            spec,
         ];
+        if self.router_from_seeds {
+            router_args.extend(["--seeds".to_owned(), shard_addrs.join(",")]);
+        } else if let Some((ranges, version)) = &self.router_map {
+            router_args.extend([
+                "--shards".to_owned(),
+                shard_spec(&shard_addrs, ranges),
+                "--map-version".to_owned(),
+                version.to_string(),
+            ]);
+        } else {
+            router_args.extend([
+                "--shards".to_owned(),
+                spec,
+                "--map-version".to_owned(),
+                version.to_string(),
+            ]);
+        }
         router_args.extend(self.router_args.iter().cloned());
         let router = Process::new(dir.path(), "router", router_args, self.router_env.clone());
         let mut cluster = Cluster {
@@ -128,6 +180,7 @@ impl ClusterBuilder {
             shard_addrs,
             shards,
             router,
+            more_routers: Vec::new(),
             dir,
         };
         for index in 0..cluster.shards.len() {
@@ -147,6 +200,9 @@ pub struct Cluster {
     shard_addrs: Vec<String>,
     shards: Vec<Process>,
     router: Process,
+    /// Routers started by [`Cluster::start_router_from_seeds`], with their
+    /// addresses.
+    more_routers: Vec<(Process, String)>,
     // Dropped last, after the processes are killed.
     dir: TempDir,
 }
@@ -161,6 +217,9 @@ impl Cluster {
             router_env: Vec::new(),
             shard_args: Vec::new(),
             router_args: Vec::new(),
+            shard_map: None,
+            router_from_seeds: false,
+            router_map: None,
         }
     }
 
@@ -211,6 +270,42 @@ impl Cluster {
     /// Kills the router with SIGKILL and waits until it is gone.
     pub fn kill_router(&mut self) {
         self.router.kill();
+    }
+
+    /// Starts one more router, given only the shards' addresses
+    /// (`--seeds`), waits until it reaches every shard, and returns its
+    /// client address. Its log is `router-N`, N counting from 2.
+    ///
+    /// # Panics
+    ///
+    /// Panics, with the logs, when it is not ready within 30 seconds.
+    pub async fn start_router_from_seeds(&mut self) -> String {
+        let address = format!("127.0.0.1:{}", free_ports(1)[0]);
+        let name = format!("router-{}", self.more_routers.len() + 2);
+        let args = vec![
+            "router".to_owned(),
+            "--listen".to_owned(),
+            address.clone(),
+            "--seeds".to_owned(),
+            self.shard_addrs.join(","),
+        ];
+        let mut router = Process::new(self.dir.path(), &name, args, Vec::new());
+        router.spawn(&self.binary);
+        self.more_routers.push((router, address.clone()));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            self.check_running();
+            if let Ok(unhealthy) = unhealthy_shards(&address).await {
+                if unhealthy.is_empty() {
+                    return address;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{name} was not ready within {READY_TIMEOUT:?}\n{}",
+            self.logs()
+        );
     }
 
     /// Starts the router again on the same address, and waits until it
@@ -275,7 +370,7 @@ impl Cluster {
         let mut last = String::from("the router did not accept connections");
         while Instant::now() < deadline {
             self.check_running();
-            match self.unhealthy_shards().await {
+            match unhealthy_shards(&self.router_addr).await {
                 Ok(unhealthy) if unhealthy.is_empty() => return,
                 Ok(unhealthy) => last = format!("the router cannot reach shards {unhealthy:?}"),
                 Err(error) => last = error,
@@ -288,25 +383,13 @@ impl Cluster {
         );
     }
 
-    async fn unhealthy_shards(&self) -> Result<Vec<u32>, String> {
-        let options = ClientOptions {
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Some(Duration::from_secs(2)),
-        };
-        let client = Client::connect_with(&self.router_addr, options)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = client.status().await.map_err(|e| e.to_string())?;
-        let unhealthy = status.shards.iter().filter(|s| !s.healthy).map(|s| s.id);
-        Ok(unhealthy.collect())
-    }
-
     /// Panics with the logs when a process that should run has exited.
     fn check_running(&mut self) {
         let exited = self
             .shards
             .iter_mut()
             .chain(std::iter::once(&mut self.router))
+            .chain(self.more_routers.iter_mut().map(|(process, _)| process))
             .find_map(|process| process.exit_status().map(|s| (process.name.clone(), s)));
         if let Some((name, status)) = exited {
             panic!("{name} exited with {status}\n{}", self.logs());
@@ -319,6 +402,7 @@ impl Cluster {
             .shards
             .iter()
             .chain(std::iter::once(&self.router))
+            .chain(self.more_routers.iter().map(|(process, _)| process))
             .map(|p| p.name.as_str());
         names
             .map(|name| format!("----- {name} log -----\n{}", self.log(name)))
@@ -330,10 +414,27 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.router.kill();
+        for (router, _) in &mut self.more_routers {
+            router.kill();
+        }
         for shard in &mut self.shards {
             shard.kill();
         }
     }
+}
+
+/// Returns the shards that the router at `address` reports unhealthy.
+async fn unhealthy_shards(address: &str) -> Result<Vec<u32>, String> {
+    let options = ClientOptions {
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Some(Duration::from_secs(2)),
+    };
+    let client = Client::connect_with(address, options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = client.status().await.map_err(|e| e.to_string())?;
+    let unhealthy = status.shards.iter().filter(|s| !s.healthy).map(|s| s.id);
+    Ok(unhealthy.collect())
 }
 
 /// One process, killed and started again as the test requests.
@@ -429,17 +530,22 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Splits the slots evenly over `addresses` as a `--shards` spec.
-fn shard_spec(addresses: &[String]) -> String {
+/// Returns the slot ranges of an even split over `shards` shards.
+pub fn even_ranges(shards: usize) -> Vec<[u16; 2]> {
+    let addresses: Vec<String> = (0..shards).map(|i| format!("shard-{i}:0")).collect();
     let map =
-        trecho_common::shardmap::ShardMap::even(addresses).expect("at least one shard address");
-    let entries: Vec<String> = map
-        .shards
+        trecho_common::shardmap::ShardMap::even(&addresses).expect("at least one shard address");
+    map.shards.iter().map(|shard| shard.slots[0]).collect()
+}
+
+/// Returns a `--shards` spec giving shard `i`, at `addresses[i]`, the slots
+/// `ranges[i]`.
+fn shard_spec(addresses: &[String], ranges: &[[u16; 2]]) -> String {
+    let entries: Vec<String> = addresses
         .iter()
-        .map(|shard| {
-            let [first, last] = shard.slots[0];
-            format!("{}={}@{first}-{last}", shard.id, shard.address)
-        })
+        .zip(ranges)
+        .enumerate()
+        .map(|(id, (address, [first, last]))| format!("{id}={address}@{first}-{last}"))
         .collect();
     entries.join(";")
 }

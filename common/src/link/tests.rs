@@ -15,6 +15,7 @@ fn quick_options() -> LinkOptions {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
         queue: 1024,
+        ..LinkOptions::default()
     }
 }
 
@@ -161,6 +162,7 @@ async fn refusal_is_returned_as_remote_error() {
                     slot: 1,
                     shard: 0,
                     map_version: 2,
+                    owner: None,
                 }),
             };
             let response = InternalResponse {
@@ -181,4 +183,42 @@ async fn refusal_is_returned_as_remote_error() {
         ),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn requests_carry_current_map_version() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (seen, mut versions) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let request: InternalRequest = serde_json::from_str(&line).unwrap();
+            let _ = seen.send((request.id, request.map_version));
+            let response = InternalResponse {
+                id: request.id,
+                result: InternalResult::Ok(ShardReply::Pong),
+            };
+            let mut text = serde_json::to_string(&response).unwrap();
+            text.push('\n');
+            write.write_all(text.as_bytes()).await.unwrap();
+        }
+    });
+    let options = quick_options();
+    let version = options.map_version.clone();
+    version.store(3, Ordering::Relaxed);
+    let link = ShardLink::spawn(0, address, options);
+
+    link.call(&ShardOp::Ping).await.unwrap();
+    version.store(4, Ordering::Relaxed);
+    link.call(&ShardOp::Ping).await.unwrap();
+
+    let mut requests = Vec::new();
+    while let Ok(request) = versions.try_recv() {
+        requests.push(request);
+    }
+    // The greeting ping (id 0) routes nothing, so it carries no version.
+    assert_eq!(requests, vec![(0, 0), (1, 3), (2, 4)]);
 }

@@ -125,6 +125,9 @@ struct Votes {
     unavailable: Option<Error>,
     /// The first participant whose prepare was sent but not answered.
     lost: Option<u32>,
+    /// The shard sent the home's prepare does not own the home slot, so no
+    /// shard holds a pending record and the transaction can never commit.
+    home_not_owner: bool,
 }
 
 impl Transaction {
@@ -185,7 +188,10 @@ impl Transaction {
             failpoint::hit(AFTER_PREPARE_ALL);
             return self.commit().await;
         }
-        let acknowledged = self.abort().await;
+        // Without a pending record at home the transaction cannot commit:
+        // prepared participants are released at once, and those the router
+        // cannot reach ask the real home at their deadline and hear abort.
+        let acknowledged = votes.home_not_owner || self.abort().await;
         if acknowledged {
             self.release_participants().await;
         }
@@ -230,6 +236,13 @@ impl Transaction {
                 Err(error @ LinkError::Unavailable { .. }) => {
                     let error = client_error(link, error, true);
                     votes.unavailable.get_or_insert(error);
+                }
+                Err(LinkError::Remote(ShardError::NotOwner { .. })) if index == 0 => {
+                    votes.home_not_owner = true;
+                    votes.refusals.push(Error::MapChanged {
+                        slot: self.home_slot,
+                        shard: link.shard(),
+                    });
                 }
                 Err(error @ LinkError::Remote(_)) => match client_error(link, error, true) {
                     error @ Error::Internal { .. } => {

@@ -126,6 +126,7 @@ impl FakeShard {
         state.received.push(op.clone());
         let answer = match op {
             ShardOp::Ping => Ok(ShardReply::Pong),
+            ShardOp::ClusterMap => Err(Error::internal("the fake shard holds no shard map")),
             ShardOp::Status => Ok(ShardReply::Status(ShardStatus {
                 shard_id: self.id,
                 map_version: 1,

@@ -227,6 +227,7 @@ mod tests {
             slot: 3,
             shard: 1,
             map_version: 1,
+            owner: Some(0),
         };
         let bad_request = ShardError::BadRequest {
             message: "no reservation".to_owned(),

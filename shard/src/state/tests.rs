@@ -670,6 +670,7 @@ fn slot_owned_elsewhere_gets_not_owner() {
         slot: slot(&remote[0]),
         shard: HOME,
         map_version: version,
+        owner: Some(shard_map().owner_of(&remote[0]).id),
     };
     assert_eq!(rejected, Err(expected));
 
@@ -1314,4 +1315,14 @@ fn claim_is_checked_when_this_shard_is_home() {
     assert_eq!(error, expected);
     assert_eq!(shard.seats_left(&remote_ids()[0]), CAPACITY);
     shard.assert_replay_matches(now);
+}
+
+#[test]
+fn cluster_map_returns_held_map() {
+    let mut shard = Shard::new(HOME);
+
+    let reply = shard.handle(ShardOp::ClusterMap, start_ms());
+
+    assert_eq!(reply, Ok(ShardReply::ClusterMap { map: shard_map() }));
+    assert!(shard.log.is_empty());
 }
