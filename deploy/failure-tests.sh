@@ -51,12 +51,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A free port on the host for the router, tried from a random start.
-port=$((20000 + RANDOM % 30000))
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    port=$((port + 1))
-done
+# Free ports on the host for the two routers, tried from a random start.
+free_port() {
+    local candidate=$1
+    while (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; do
+        candidate=$((candidate + 1))
+    done
+    echo "$candidate"
+}
+port=$(free_port $((20000 + RANDOM % 30000)))
 export TRECHO_PORT=$port
+TRECHO_PORT_2=$(free_port $((port + 1)))
+export TRECHO_PORT_2
 
 echo "== building the image $TRECHO_IMAGE"
 bash deploy/build-images.sh
