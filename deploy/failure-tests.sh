@@ -68,19 +68,23 @@ echo "== building the image $TRECHO_IMAGE"
 bash deploy/build-images.sh
 cargo build --locked -p trecho-tests --bin trecho-failure-tests
 
-echo "== starting compose project $project, router on 127.0.0.1:$port"
+echo "== starting compose project $project, routers on 127.0.0.1:$port and :$TRECHO_PORT_2"
 "${compose[@]}" up -d
-router=$("${compose[@]}" ps -q router)
-for _ in $(seq 60); do
-    health=$(docker inspect --format '{{.State.Health.Status}}' "$router")
-    [[ $health == healthy ]] && break
-    sleep 1
+for service in router router-2; do
+    container=$("${compose[@]}" ps -q "$service")
+    for _ in $(seq 60); do
+        health=$(docker inspect --format '{{.State.Health.Status}}' "$container")
+        [[ $health == healthy ]] && break
+        sleep 1
+    done
+    if [[ $health != healthy ]]; then
+        echo "error: $service is $health after 60 s; see its log below" >&2
+        exit 1
+    fi
 done
-if [[ $health != healthy ]]; then
-    echo "error: the router is $health after 60 s; see its log below" >&2
-    exit 1
-fi
+# Both routers take the shard map from the shards and show the same one.
 "$target/release/trecho" status --router "127.0.0.1:$port"
+"$target/release/trecho" status --router "127.0.0.1:$TRECHO_PORT_2" >/dev/null
 
 echo "== failure tests"
 started=$(date +%s)
