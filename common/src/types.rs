@@ -51,6 +51,11 @@ impl Passenger {
         if self.name.chars().any(char::is_control) {
             return Err("passenger.name must not contain control characters".into());
         }
+        // Spaces, punctuation and invisible format characters alone (such
+        // as U+200B ZERO WIDTH SPACE) would make an empty-looking ticket.
+        if !name.chars().any(char::is_alphanumeric) {
+            return Err("passenger.name must contain at least one letter or digit".into());
+        }
         validate_document(&self.document).map_err(|e| format!("passenger.{e}"))
     }
 }
@@ -276,5 +281,19 @@ mod tests {
             ..ok
         };
         assert!(bad.validate().unwrap_err().contains("passenger.document"));
+    }
+
+    #[test]
+    fn passenger_name_needs_a_letter_or_digit() {
+        let named = |name: &str| Passenger {
+            name: name.into(),
+            document: "X1".into(),
+        };
+        let invisible = named("\u{200B}\u{2060}").validate();
+        assert!(invisible.unwrap_err().contains("at least one letter"));
+        let punctuation = named("-- .").validate();
+        assert!(punctuation.unwrap_err().contains("at least one letter"));
+        assert!(named("Zoë O'Brien").validate().is_ok());
+        assert!(named("李小龙").validate().is_ok());
     }
 }
