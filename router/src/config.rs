@@ -49,6 +49,9 @@ pub struct RouterConfig {
     pub max_fanouts: usize,
     /// Time allowed for each shard request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// A client connection that sends nothing and waits for nothing this
+    /// long is closed, in milliseconds; 0 keeps idle connections open.
+    pub idle_timeout_ms: u64,
     /// Time a participant keeps prepared seats before it asks the home
     /// shard for the outcome, in milliseconds.
     pub prepare_timeout_ms: u64,
@@ -68,6 +71,7 @@ impl Default for RouterConfig {
             max_in_flight: 1024,
             max_fanouts: 256,
             request_timeout_ms: 1000,
+            idle_timeout_ms: 300_000,
             prepare_timeout_ms: 5000,
         }
     }
@@ -114,6 +118,10 @@ pub struct Args {
     /// Time allowed for each shard request, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Close client connections idle this long, in milliseconds; 0 never
+    /// closes them [default: 300000].
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Time prepared seats wait for the decision, in milliseconds
     /// [default: 5000].
     #[arg(long, value_name = "MS")]
@@ -143,6 +151,7 @@ impl RouterConfig {
             ("max_in_flight", text(args.max_in_flight)),
             ("max_fanouts", text(args.max_fanouts)),
             ("request_timeout_ms", text(args.request_timeout_ms)),
+            ("idle_timeout_ms", text(args.idle_timeout_ms)),
             ("prepare_timeout_ms", text(args.prepare_timeout_ms)),
         ];
         common_config::load(args.config.as_deref(), &overrides)

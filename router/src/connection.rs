@@ -17,12 +17,14 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::join_all;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 use trecho_common::error::Error;
@@ -45,6 +47,9 @@ pub(crate) struct Limits {
     pub(crate) max_line: usize,
     /// Requests in progress at once; also the largest batch.
     pub(crate) max_in_flight: usize,
+    /// A connection that sends nothing and has nothing in progress for
+    /// this long is closed; `None` keeps idle connections open.
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// Requests started and not finished.
@@ -97,6 +102,7 @@ pub(crate) async fn serve(
         written: 0,
         work: FuturesUnordered::new(),
         in_flight: 0,
+        heard: false,
     };
     connection.run(&stream, shutdown).await;
     connection.finish_detached();
@@ -111,6 +117,49 @@ struct Connection {
     work: FuturesUnordered<Work>,
     /// Requests in progress, counting each request of a batch.
     in_flight: usize,
+    /// A request line arrived since the last idle check.
+    heard: bool,
+}
+
+/// Closes a connection that stays idle for a whole timeout: nothing read
+/// and nothing in progress. It checks twice per timeout rather than
+/// resetting a timer on every request, so an idle connection closes
+/// between one and one and a half timeouts after its last request.
+struct IdleCheck {
+    ticks: Option<Interval>,
+    /// Checks in a row that found the connection idle.
+    idle_checks: u32,
+}
+
+impl IdleCheck {
+    fn new(timeout: Option<Duration>) -> Self {
+        let ticks = timeout.map(|timeout| {
+            let period = timeout / 2;
+            let mut ticks = interval_at(Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticks
+        });
+        IdleCheck {
+            ticks,
+            idle_checks: 0,
+        }
+    }
+
+    /// Waits for the next check; never completes when there is no timeout.
+    async fn tick(&mut self) {
+        match &mut self.ticks {
+            Some(ticks) => {
+                ticks.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Records one check and returns whether the timeout has passed.
+    fn timed_out(&mut self, idle: bool) -> bool {
+        self.idle_checks = if idle { self.idle_checks + 1 } else { 0 };
+        self.idle_checks >= 2
+    }
 }
 
 impl Connection {
@@ -118,6 +167,7 @@ impl Connection {
         let mut reader = LineReader::new(TryReader::new(stream), self.limits.max_line);
         let mut input_open = !*shutdown.borrow_and_update();
         let mut drained = false;
+        let mut idle = IdleCheck::new(self.limits.idle_timeout);
         loop {
             if input_open && !drained && self.has_room() {
                 match self.read_requests(&mut reader).await {
@@ -159,6 +209,15 @@ impl Connection {
                     }
                 }
                 _ = shutdown.changed(), if input_open => input_open = false,
+                () = idle.tick(), if input_open => {
+                    let quiet = !std::mem::take(&mut self.heard)
+                        && self.in_flight == 0
+                        && self.out.is_empty();
+                    if idle.timed_out(quiet) {
+                        tracing::debug!("connection idle past the idle timeout, closing");
+                        return;
+                    }
+                }
             }
         }
     }
@@ -176,7 +235,10 @@ impl Connection {
     async fn read_requests(&mut self, reader: &mut LineReader<TryReader<'_>>) -> ReadEnd {
         while self.has_room() {
             match reader.next_frame().await {
-                Ok(Some(Frame::Line(line))) => self.handle_line(line),
+                Ok(Some(Frame::Line(line))) => {
+                    self.heard = true;
+                    self.handle_line(line);
+                }
                 Ok(Some(Frame::TooLong)) => {
                     tracing::debug!(max_line = self.limits.max_line, "request line too long");
                     let error = line_too_long(self.limits.max_line);

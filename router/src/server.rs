@@ -46,6 +46,10 @@ impl From<&RouterConfig> for Settings {
             limits: Limits {
                 max_line: config.max_line,
                 max_in_flight: config.max_in_flight,
+                idle_timeout: match config.idle_timeout_ms {
+                    0 => None,
+                    ms => Some(std::time::Duration::from_millis(ms)),
+                },
             },
             max_connections: config.max_connections,
         }

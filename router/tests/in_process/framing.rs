@@ -374,3 +374,53 @@ async fn client_that_does_not_read_does_not_stall_others() {
     writer.abort();
     router.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connection_is_closed() {
+    let shard = FakeShard::start(0).await;
+    let router = start_router(&[&shard], |config| config.idle_timeout_ms = 200).await;
+    let mut client = Client::connect(&router.address).await;
+    client.send(PING).await;
+    assert_pong(&client.json().await, 1);
+    let answered = Instant::now();
+
+    let closed = client.try_line().await;
+
+    assert_eq!(closed, None, "the router closed the idle connection");
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150),
+        "closed after {waited:?}"
+    );
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn busy_connection_outlives_idle_timeout() {
+    let shard = FakeShard::start(0).await;
+    let router = start_router(&[&shard], |config| config.idle_timeout_ms = 200).await;
+    let mut client = Client::connect(&router.address).await;
+
+    for _ in 0..12 {
+        client.send(PING).await;
+        assert_pong(&client.json().await, 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+
+    client.send(PING).await;
+    assert_pong(&client.json().await, 1);
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn zero_idle_timeout_keeps_connections_open() {
+    let shard = FakeShard::start(0).await;
+    let router = start_router(&[&shard], |config| config.idle_timeout_ms = 0).await;
+    let mut client = Client::connect(&router.address).await;
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    client.send(PING).await;
+    assert_pong(&client.json().await, 1);
+    router.stop().await;
+}
