@@ -38,6 +38,13 @@ printf 'root:x:0:\ntrecho:x:10001:\n' > "$rootfs/etc/group"
 chmod 1777 "$rootfs/tmp"
 
 cp deploy/Dockerfile "$context/Dockerfile"
+previous=$(docker image inspect "$image" --format '{{.Id}}' 2>/dev/null || true)
 docker build --quiet -t "$image" "$context" >/dev/null
+current=$(docker image inspect "$image" --format '{{.Id}}')
+if [[ -n $previous && $previous != "$current" ]]; then
+    # The tag moved to the new image; drop the old one unless a container
+    # still uses it.
+    docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect "$image" --format '{{.Size}}')
 echo "built $image ($((size / 1024 / 1024)) MiB)"
