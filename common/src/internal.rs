@@ -96,8 +96,11 @@ pub enum ShardOp {
         seats: u32,
         /// Unix milliseconds after which the participant asks home.
         deadline_ms: i64,
-        /// Every participant shard id, home included.
-        participants: Vec<u32>,
+        /// The slot of every segment of the booking, and the slot of the
+        /// passenger's document when only a request id's claim needs that
+        /// shard. Finishes go to whichever shard owns each slot when they
+        /// are sent, so they follow a slot that changes shards.
+        participant_slots: Vec<u16>,
         /// The whole booking; only in the home shard's prepare.
         booking: Option<BookRequest>,
         /// The request id to claim; only in the prepare of the shard that
@@ -115,9 +118,9 @@ pub enum ShardOp {
         home_slot: u16,
         /// Commit when true, abort when false.
         commit: bool,
-        /// Every participant, so that an abort reaches those the home shard
-        /// never heard about.
-        participants: Vec<u32>,
+        /// Every participant slot, as in the prepare, so that an abort
+        /// reaches participants whose prepare the home shard never saw.
+        participant_slots: Vec<u16>,
     },
     /// The outcome, from the home shard to a participant. Answers
     /// [`ShardReply::Ack`].
@@ -126,6 +129,9 @@ pub enum ShardOp {
         txn: TxnId,
         /// True: make the reservation final. False: release it.
         commit: bool,
+        /// The participant slots this finish stands for; the receiver
+        /// rejects it with `not_owner` unless it owns all of them.
+        slots: Vec<u16>,
     },
     /// A participant asks the home shard for the outcome; a home shard
     /// without a decision records an abort first. Answers
@@ -372,8 +378,8 @@ pub struct AuditReport {
     pub bookings: Vec<AuditBooking>,
     /// Transactions prepared at home and not yet decided.
     pub pending: Vec<TxnId>,
-    /// Finish messages not yet acknowledged, as (txn, participant).
-    pub unacknowledged: Vec<(TxnId, u32)>,
+    /// Finish messages not yet acknowledged, as (txn, participant slot).
+    pub unacknowledged: Vec<(TxnId, u16)>,
 }
 
 #[cfg(test)]
@@ -388,12 +394,13 @@ mod tests {
             op: ShardOp::Finish {
                 txn: 5,
                 commit: true,
+                slots: vec![7],
             },
         };
         let text = serde_json::to_string(&request).unwrap();
         assert_eq!(
             text,
-            r#"{"id":9,"map_version":4,"op":{"type":"finish","txn":5,"commit":true}}"#
+            r#"{"id":9,"map_version":4,"op":{"type":"finish","txn":5,"commit":true,"slots":[7]}}"#
         );
         assert_eq!(
             serde_json::from_str::<InternalRequest>(&text).unwrap(),

@@ -35,10 +35,10 @@ const MAX_TURN: Duration = Duration::from_millis(20);
 pub(crate) enum Command {
     /// These finishes are durable and may be sent.
     Deliver(Vec<FinishJob>),
-    /// A participant acknowledged a finish.
+    /// A participant acknowledged the finish of these participant slots.
     FinishAcked {
         txn: TxnId,
-        shard: u32,
+        slots: Vec<u16>,
         commit: bool,
     },
     /// The home shard answered a resolve.
@@ -177,9 +177,13 @@ impl Owner {
                 jobs.into_iter().for_each(|job| self.peers.deliver(job));
                 Ok(())
             }
-            Command::FinishAcked { txn, shard, commit } => {
-                let result = self.state.acknowledge(txn, shard, commit, &mut self.batch);
-                self.peers.acknowledged(txn, shard, commit);
+            Command::FinishAcked { txn, slots, commit } => {
+                let mut result = Ok(());
+                for slot in slots {
+                    let acknowledged = self.state.acknowledge(txn, slot, commit, &mut self.batch);
+                    self.peers.acknowledged(txn, slot, commit);
+                    result = result.and(acknowledged);
+                }
                 result
             }
             Command::Outcome { txn, committed } => {

@@ -33,7 +33,7 @@ pub(crate) enum Record {
         segments: Vec<String>,
         seats: u32,
         deadline_ms: i64,
-        participants: Vec<u32>,
+        participant_slots: Vec<u16>,
         booking: Option<BookRequest>,
         /// A request id claimed for a booking whose home is another shard.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,8 +52,9 @@ pub(crate) enum Record {
     /// `finish release` for every other participant.
     Aborted {
         txn: TxnId,
-        /// Participants named by the sender, added to those already known.
-        participants: Vec<u32>,
+        /// Participant slots named by the sender, added to those already
+        /// known.
+        participant_slots: Vec<u16>,
     },
     /// A participant applied the outcome: commit keeps the seats, release
     /// frees them. A release for an unknown transaction is a tombstone that
@@ -66,11 +67,7 @@ pub(crate) enum Record {
     Cancelled { locator: Locator },
     /// A hold ran out: same releases as a cancel.
     Expired { locator: Locator },
-    /// Participant `shard` acknowledged the finish of `txn`; it leaves the
-    /// outbox unless a later outcome replaced it.
-    FinishAcked {
-        txn: TxnId,
-        shard: u32,
-        commit: bool,
-    },
+    /// The owner of participant slot `slot` acknowledged the finish of
+    /// `txn`; it leaves the outbox unless a later outcome replaced it.
+    FinishAcked { txn: TxnId, slot: u16, commit: bool },
 }

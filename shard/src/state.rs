@@ -58,8 +58,9 @@ pub(crate) struct FinishJob {
     pub txn: TxnId,
     /// Commit or release.
     pub commit: bool,
-    /// Participants other than this shard, in the order of the booking.
-    pub shards: Vec<u32>,
+    /// Participant slots that this shard does not own, in the order of the
+    /// booking.
+    pub slots: Vec<u16>,
 }
 
 /// A participant's reservation.
@@ -86,8 +87,8 @@ enum ReservationState {
 /// A transaction whose home is this shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HomeTxn {
-    /// Every participant, this shard included.
-    participants: Vec<u32>,
+    /// Every participant slot, this shard's included.
+    participants: Vec<u16>,
     outcome: Outcome,
 }
 
@@ -181,13 +182,25 @@ pub(crate) struct State {
     /// Prepared reservations of remote homes by deadline; taken out when
     /// reported by [`State::tick`].
     participant_deadlines: BTreeSet<(i64, TxnId)>,
-    /// Finishes not yet acknowledged: (txn, participant) to commit.
-    outbox: BTreeMap<(TxnId, u32), bool>,
+    /// Finishes not yet acknowledged: (txn, participant slot) to commit.
+    outbox: BTreeMap<(TxnId, u16), bool>,
     /// Finishes queued since the last [`State::take_finishes`].
     new_finishes: Vec<FinishJob>,
     next_seq: u64,
     rng: Rng,
     prepare_timeout_ms: i64,
+}
+
+/// Returns the distinct slots of `segments`, in order of first appearance.
+fn distinct_slots(segments: &[String]) -> Vec<u16> {
+    let mut slots: Vec<u16> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        let segment_slot = slot(segment);
+        if !slots.contains(&segment_slot) {
+            slots.push(segment_slot);
+        }
+    }
+    slots
 }
 
 /// Returns the key of a request id: document and id, joined by a NUL that
@@ -279,7 +292,7 @@ impl State {
                 segments,
                 seats,
                 deadline_ms,
-                participants,
+                participant_slots,
                 booking,
                 claim,
             } => {
@@ -289,7 +302,7 @@ impl State {
                     segments,
                     seats,
                     deadline_ms,
-                    participants,
+                    participant_slots,
                     booking,
                     claim,
                 };
@@ -299,9 +312,9 @@ impl State {
                 txn,
                 home_slot,
                 commit,
-                participants,
-            } => self.decide(txn, home_slot, commit, participants, now_ms, sink),
-            ShardOp::Finish { txn, commit } => self.finish(txn, commit, sink),
+                participant_slots,
+            } => self.decide(txn, home_slot, commit, participant_slots, now_ms, sink),
+            ShardOp::Finish { txn, commit, slots } => self.finish(txn, commit, &slots, sink),
             ShardOp::Resolve { txn, home_slot } => self.resolve(txn, home_slot, sink),
             ShardOp::Confirm { locator, document } => {
                 self.confirm(Locator(locator), &document, now_ms, sink)
@@ -347,13 +360,13 @@ impl State {
     /// by transaction and outcome, for delivery after a restart.
     pub fn outbox_jobs(&self) -> Vec<FinishJob> {
         let mut jobs: Vec<FinishJob> = Vec::new();
-        for (&(txn, shard), &commit) in &self.outbox {
+        for (&(txn, slot), &commit) in &self.outbox {
             match jobs.last_mut() {
-                Some(job) if job.txn == txn && job.commit == commit => job.shards.push(shard),
+                Some(job) if job.txn == txn && job.commit == commit => job.slots.push(slot),
                 _ => jobs.push(FinishJob {
                     txn,
                     commit,
-                    shards: vec![shard],
+                    slots: vec![slot],
                 }),
             }
         }

@@ -68,7 +68,13 @@ impl<'a> Index<'a> {
             index
                 .pending
                 .extend(report.pending.iter().map(|&txn| (shard, txn)));
-            index.unacknowledged.extend(report.unacknowledged.iter());
+            // The shards name participants by slot; the checks by shard.
+            let map = &snapshot.map;
+            let participants = report
+                .unacknowledged
+                .iter()
+                .map(|&(txn, slot)| (txn, map.owner_of_slot(slot).id));
+            index.unacknowledged.extend(participants);
         }
         index
     }

@@ -140,11 +140,11 @@ impl Snapshot {
             for &txn in &report.pending {
                 items.insert(Unsettled::Pending { shard, txn });
             }
-            for &(txn, participant) in &report.unacknowledged {
+            for &(txn, slot) in &report.unacknowledged {
                 items.insert(Unsettled::Unacknowledged {
                     home: shard,
                     txn,
-                    participant,
+                    participant: self.map.owner_of_slot(slot).id,
                 });
             }
         }

@@ -45,6 +45,10 @@ struct Transaction {
     participants: Vec<u32>,
     /// Link index of each participant, in the same order.
     links: Vec<usize>,
+    /// The participant slots of each participant, in the same order: the
+    /// slots of its segments, or the document's slot for a participant
+    /// that only claims the request id.
+    slots: Vec<Vec<u16>>,
     /// The booking's segments, in request order.
     segments: Vec<String>,
 }
@@ -66,6 +70,10 @@ pub(super) fn start(
             .map(|g| cluster.link(g.link).shard())
             .collect(),
         links: groups.iter().map(|g| g.link).collect(),
+        slots: groups
+            .iter()
+            .map(|g| participant_slots(g, &request.passenger.document))
+            .collect(),
         segments: request.segments.clone(),
         cluster,
     };
@@ -98,6 +106,23 @@ pub(super) fn start(
         let votes = join_all(answers).await;
         transaction.conclude(votes).await.map(Reply::Booking)
     })
+}
+
+/// Returns the distinct slots of the group's segments, or the slot of
+/// `document` for a group without segments, which only claims the request
+/// id there.
+fn participant_slots(group: &Group, document: &str) -> Vec<u16> {
+    if group.segments.is_empty() {
+        return vec![slot(document)];
+    }
+    let mut slots: Vec<u16> = Vec::with_capacity(group.segments.len());
+    for segment in &group.segments {
+        let segment_slot = slot(segment);
+        if !slots.contains(&segment_slot) {
+            slots.push(segment_slot);
+        }
+    }
+    slots
 }
 
 /// Returns a transaction id from the standard library's randomly keyed
@@ -156,11 +181,16 @@ impl Transaction {
                 segments: group.segments,
                 seats,
                 deadline_ms,
-                participants: self.participants.clone(),
+                participant_slots: self.all_slots(),
                 booking: booking.take(),
                 claim: claim.clone().filter(|_| claim_at == Some(group.link)),
             })
             .collect()
+    }
+
+    /// Returns every participant slot, home's first.
+    fn all_slots(&self) -> Vec<u16> {
+        self.slots.iter().flatten().copied().collect()
     }
 
     /// Queues `op` for participant `index` now.
@@ -205,11 +235,14 @@ impl Transaction {
     /// means a client that gets `sold_out` (or its earlier booking, on a
     /// retry) sees every seat of the failed attempt already free.
     async fn release_participants(&self) {
-        let release = ShardOp::Finish {
-            txn: self.txn,
-            commit: false,
-        };
-        let answers = (1..self.links.len()).map(|index| self.send(index, &release));
+        let answers = (1..self.links.len()).map(|index| {
+            let release = ShardOp::Finish {
+                txn: self.txn,
+                commit: false,
+                slots: self.slots[index].clone(),
+            };
+            self.send(index, &release)
+        });
         for answer in join_all(answers).await {
             if let Err(error) = answer {
                 tracing::debug!(txn = self.txn, %error, "release left to the home shard");
@@ -292,7 +325,7 @@ impl Transaction {
             txn: self.txn,
             home_slot: self.home_slot,
             commit,
-            participants: self.participants.clone(),
+            participant_slots: self.all_slots(),
         }
     }
 

@@ -81,7 +81,7 @@ async fn multi_shard_booking_prepares_everywhere_and_commits_at_home() {
         txn,
         home_slot,
         segments: home_segments,
-        participants,
+        participant_slots,
         booking,
         deadline_ms,
         ..
@@ -91,7 +91,12 @@ async fn multi_shard_booking_prepares_everywhere_and_commits_at_home() {
     };
     assert_eq!(*home_slot, slot(&segments[0]));
     assert_eq!(home_segments, &vec![on[1][0].clone(), on[1][1].clone()]);
-    assert_eq!(participants, &vec![1, 0]);
+    // Home's slots first, each segment's slot once.
+    let expected_slots: Vec<u16> = [&segments[0], &segments[2], &segments[1]]
+        .into_iter()
+        .map(|segment| slot(segment))
+        .collect();
+    assert_eq!(participant_slots, &expected_slots);
     assert_eq!(booking.as_ref().unwrap().segments, segments);
     let now = trecho_common::time::now_unix_millis();
     assert!(

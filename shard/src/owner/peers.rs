@@ -7,10 +7,13 @@
 //! [`Command`], which journals it. Sending twice is harmless: both
 //! messages are idempotent on the receiving shard.
 //!
+//! A finish names participant slots. It goes to the shard that owns them
+//! under this shard's map, one message per owner for the slots it owns.
+//!
 //! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
 //! `shard.mid_finish` stops a home shard half-way through telling the
-//! participants: with it enabled, a finish for two or more participants
-//! goes to the first one alone, and the shard stops once that one
+//! participants: with it enabled, a finish for two or more participant
+//! shards goes to the first one alone, and the shard stops once that one
 //! acknowledged, before the others hear anything.
 
 use std::time::Duration;
@@ -38,8 +41,8 @@ pub(super) struct Peers {
     map: ShardMap,
     links: FxHashMap<u32, ShardLink>,
     commands: mpsc::UnboundedSender<Command>,
-    /// Finishes being sent, by transaction and participant.
-    finishing: FxHashSet<(TxnId, u32, bool)>,
+    /// Finishes being sent, by transaction and participant slot.
+    finishing: FxHashSet<(TxnId, u16, bool)>,
     /// Resolves being sent.
     resolving: FxHashSet<TxnId>,
 }
@@ -56,44 +59,65 @@ impl Peers {
         }
     }
 
-    /// Sends the finish of `job` to each of its participants.
+    /// Sends the finish of `job` to the owner of each of its slots.
     pub fn deliver(&mut self, job: FinishJob) {
-        if job.shards.len() > 1 && failpoint::is_enabled(MID_FINISH) {
-            self.deliver_then_stop(job);
+        let (txn, commit) = (job.txn, job.commit);
+        let slots: Vec<u16> = job
+            .slots
+            .into_iter()
+            .filter(|&slot| self.finishing.insert((txn, slot, commit)))
+            .collect();
+        let by_owner = self.group_by_owner(&slots);
+        if by_owner.len() > 1 && failpoint::is_enabled(MID_FINISH) {
+            self.deliver_then_stop(txn, commit, by_owner);
             return;
         }
-        for shard in job.shards {
-            if !self.finishing.insert((job.txn, shard, job.commit)) {
-                continue;
-            }
-            let Some(link) = self.link(shard) else {
+        for (owner, slots) in by_owner {
+            let Some(link) = self.link(owner) else {
                 continue;
             };
             let commands = self.commands.clone();
-            let (txn, commit) = (job.txn, job.commit);
-            let op = ShardOp::Finish { txn, commit };
+            let op = ShardOp::Finish {
+                txn,
+                commit,
+                slots: slots.clone(),
+            };
             tokio::spawn(async move {
                 let acked = send_until_answered(&link, &op, |reply| {
                     matches!(reply, ShardReply::Ack).then_some(())
                 })
                 .await;
                 if acked.is_some() {
-                    let _ = commands.send(Command::FinishAcked { txn, shard, commit });
+                    let _ = commands.send(Command::FinishAcked { txn, slots, commit });
                 }
             });
         }
     }
 
-    /// Sends the finish of `job` to its first participant and stops the
+    /// Groups `slots` by the shard that owns each, in order of first
+    /// appearance.
+    fn group_by_owner(&self, slots: &[u16]) -> Vec<(u32, Vec<u16>)> {
+        let mut groups: Vec<(u32, Vec<u16>)> = Vec::new();
+        for &slot in slots {
+            let owner = self.map.owner_of_slot(slot).id;
+            match groups.iter_mut().find(|(id, _)| *id == owner) {
+                Some((_, group)) => group.push(slot),
+                None => groups.push((owner, vec![slot])),
+            }
+        }
+        groups
+    }
+
+    /// Sends the finish to the first participant shard alone and stops the
     /// process at `shard.mid_finish` once it is acknowledged.
-    fn deliver_then_stop(&mut self, job: FinishJob) {
-        let Some(link) = self.link(job.shards[0]) else {
+    fn deliver_then_stop(&mut self, txn: TxnId, commit: bool, by_owner: Vec<(u32, Vec<u16>)>) {
+        let Some((owner, slots)) = by_owner.into_iter().next() else {
             return;
         };
-        let op = ShardOp::Finish {
-            txn: job.txn,
-            commit: job.commit,
+        let Some(link) = self.link(owner) else {
+            return;
         };
+        let op = ShardOp::Finish { txn, commit, slots };
         tokio::spawn(async move {
             let acked = send_until_answered(&link, &op, |reply| {
                 matches!(reply, ShardReply::Ack).then_some(())
@@ -106,8 +130,8 @@ impl Peers {
     }
 
     /// Forgets a finish once its acknowledgement is journaled.
-    pub fn acknowledged(&mut self, txn: TxnId, shard: u32, commit: bool) {
-        self.finishing.remove(&(txn, shard, commit));
+    pub fn acknowledged(&mut self, txn: TxnId, slot: u16, commit: bool) {
+        self.finishing.remove(&(txn, slot, commit));
     }
 
     /// Asks the home shard of `due` for its outcome.

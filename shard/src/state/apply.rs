@@ -8,8 +8,8 @@ use trecho_common::protocol::methods::BookRequest;
 use trecho_common::types::{BookingStatus, Locator};
 
 use super::{
-    request_key, BookingRecord, FinishJob, HomeTxn, Outcome, RequestEntry, Reservation,
-    ReservationState, State,
+    distinct_slots, request_key, BookingRecord, FinishJob, HomeTxn, Outcome, RequestEntry,
+    Reservation, ReservationState, State,
 };
 use crate::catalog::SegmentIndex;
 use crate::record::Record;
@@ -68,14 +68,17 @@ impl State {
                 created_ms,
                 expires_ms,
             } => self.apply_committed(*txn, *locator, *created_ms, *expires_ms),
-            Record::Aborted { txn, participants } => self.apply_aborted(*txn, participants),
+            Record::Aborted {
+                txn,
+                participant_slots,
+            } => self.apply_aborted(*txn, participant_slots),
             Record::Finished { txn, commit } => self.apply_finished(*txn, *commit),
             Record::Confirmed { locator } => self.apply_confirmed(*locator),
             Record::Cancelled { locator } => self.apply_ended(*locator, BookingStatus::Cancelled),
             Record::Expired { locator } => self.apply_ended(*locator, BookingStatus::Expired),
-            Record::FinishAcked { txn, shard, commit } => {
-                if self.outbox.get(&(*txn, *shard)) == Some(commit) {
-                    self.outbox.remove(&(*txn, *shard));
+            Record::FinishAcked { txn, slot, commit } => {
+                if self.outbox.get(&(*txn, *slot)) == Some(commit) {
+                    self.outbox.remove(&(*txn, *slot));
                 }
                 Ok(())
             }
@@ -100,7 +103,9 @@ impl State {
             },
         );
         let home = HomeTxn {
-            participants: vec![self.shard_id],
+            // Every slot of its segments, so that a cancel still reaches
+            // the seats of a slot that has moved to another shard.
+            participants: distinct_slots(&new.request.segments),
             outcome: Outcome::Committed(new.locator),
         };
         self.txns.insert(txn, home);
@@ -116,7 +121,7 @@ impl State {
             segments,
             seats,
             deadline_ms,
-            participants,
+            participant_slots,
             booking,
             claim,
         } = record
@@ -157,7 +162,7 @@ impl State {
                     deadline_ms: *deadline_ms,
                 };
                 let home = HomeTxn {
-                    participants: participants.clone(),
+                    participants: participant_slots.clone(),
                     outcome,
                 };
                 self.txns.insert(txn, home);
@@ -209,7 +214,7 @@ impl State {
         Ok(())
     }
 
-    fn apply_aborted(&mut self, txn: TxnId, named: &[u32]) -> Result<(), ApplyError> {
+    fn apply_aborted(&mut self, txn: TxnId, named: &[u16]) -> Result<(), ApplyError> {
         let mut participants = match self.txns.get(&txn) {
             None => Vec::new(),
             Some(HomeTxn {
@@ -221,9 +226,9 @@ impl State {
             }
             Some(_) => return fail(txn, "abort of a transaction already decided"),
         };
-        for shard in named {
-            if !participants.contains(shard) {
-                participants.push(*shard);
+        for slot in named {
+            if !participants.contains(slot) {
+                participants.push(*slot);
             }
         }
         self.release(txn);
@@ -368,25 +373,22 @@ impl State {
         }
     }
 
-    /// Queues a finish for every participant but this shard, replacing any
-    /// earlier outcome still queued for them.
-    fn queue_finishes(&mut self, txn: TxnId, participants: &[u32], commit: bool) {
-        let shards: Vec<u32> = participants
+    /// Queues a finish for every participant slot that this shard does not
+    /// own, replacing any earlier outcome still queued for them. The slots
+    /// this shard owns are finished by the record itself.
+    fn queue_finishes(&mut self, txn: TxnId, participants: &[u16], commit: bool) {
+        let slots: Vec<u16> = participants
             .iter()
             .copied()
-            .filter(|&shard| shard != self.shard_id)
+            .filter(|&slot| !self.map.owns(self.shard_id, slot))
             .collect();
-        if shards.is_empty() {
+        if slots.is_empty() {
             return;
         }
-        for &shard in &shards {
-            self.outbox.insert((txn, shard), commit);
+        for &slot in &slots {
+            self.outbox.insert((txn, slot), commit);
         }
-        self.new_finishes.push(FinishJob {
-            txn,
-            commit,
-            shards,
-        });
+        self.new_finishes.push(FinishJob { txn, commit, slots });
     }
 
     fn register_request(&mut self, request: &BookRequest, txn: TxnId) {

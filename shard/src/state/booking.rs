@@ -105,7 +105,7 @@ impl State {
                 self.emit(
                     Record::Aborted {
                         txn: earlier,
-                        participants: Vec::new(),
+                        participant_slots: Vec::new(),
                     },
                     sink,
                 )?;

@@ -67,6 +67,17 @@ fn remote_ids() -> Vec<String> {
     ids_on(REMOTE, "TR", 2)
 }
 
+/// Returns the slot of the remote shard's first segment.
+fn remote_slot() -> u16 {
+    slot(&remote_ids()[0])
+}
+
+/// Returns the participant slots of a trip over the first home segment and
+/// the first remote one.
+fn trip_slots() -> Vec<u16> {
+    vec![slot(&home_ids()[0]), remote_slot()]
+}
+
 fn spec(id: &str) -> SegmentSpec {
     let flight = &id[..id.len() - 11];
     SegmentSpec {
@@ -737,7 +748,7 @@ impl Trip {
             segments: segments.to_vec(),
             seats: self.request.seats,
             deadline_ms: self.deadline_ms,
-            participants: vec![HOME, REMOTE],
+            participant_slots: trip_slots(),
             booking: with_booking.then(|| self.request.clone()),
             claim: None,
         }
@@ -748,7 +759,7 @@ impl Trip {
             txn: self.txn,
             home_slot: self.home_slot,
             commit,
-            participants: vec![HOME, REMOTE],
+            participant_slots: trip_slots(),
         };
         self.home.handle(op, now_ms)
     }
@@ -757,16 +768,19 @@ impl Trip {
     /// tasks do, and records each acknowledgement at home.
     fn deliver_finishes(&mut self, now_ms: i64) {
         for job in self.home.state.take_finishes() {
-            assert_eq!(job.shards, [REMOTE]);
+            assert_eq!(job.slots, [remote_slot()]);
             let op = ShardOp::Finish {
                 txn: job.txn,
                 commit: job.commit,
+                slots: job.slots.clone(),
             };
             assert_eq!(self.remote.handle(op, now_ms), Ok(ShardReply::Ack));
-            self.home
-                .state
-                .acknowledge(job.txn, REMOTE, job.commit, &mut self.home.log)
-                .expect("the acknowledgement applies");
+            for slot in job.slots {
+                self.home
+                    .state
+                    .acknowledge(job.txn, slot, job.commit, &mut self.home.log)
+                    .expect("the acknowledgement applies");
+            }
         }
     }
 
@@ -797,12 +811,15 @@ fn two_phase_commit_books_across_shards() {
     assert_eq!(booking.segments, trip.request.segments);
     assert_eq!(locator_of(&booking).slot(), trip.home_slot);
     assert!(trip.home.audit().pending.is_empty());
-    assert_eq!(trip.home.audit().unacknowledged, [(trip.txn, REMOTE)]);
+    assert_eq!(
+        trip.home.audit().unacknowledged,
+        [(trip.txn, remote_slot())]
+    );
 
     let expected = FinishJob {
         txn: trip.txn,
         commit: true,
-        shards: vec![REMOTE],
+        slots: vec![remote_slot()],
     };
     assert_eq!(trip.home.state.outbox_jobs(), [expected]);
     trip.deliver_finishes(now);
@@ -940,7 +957,7 @@ fn resolve_of_unknown_transaction_refuses_late_prepare() {
         segments: segments[..1].to_vec(),
         seats: 1,
         deadline_ms: now + 5_000,
-        participants: vec![HOME, REMOTE],
+        participant_slots: trip_slots(),
         booking: Some(request(&segments, 1)),
         claim: None,
     };
@@ -961,6 +978,7 @@ fn late_prepare_after_release_is_rejected() {
     let finish = ShardOp::Finish {
         txn: 0x56,
         commit: false,
+        slots: vec![remote_slot()],
     };
     assert_eq!(remote.handle(finish, now), Ok(ShardReply::Ack));
     assert_eq!(
@@ -977,7 +995,7 @@ fn late_prepare_after_release_is_rejected() {
         segments: ids[..1].to_vec(),
         seats: 1,
         deadline_ms: now + 5_000,
-        participants: vec![HOME, REMOTE],
+        participant_slots: trip_slots(),
         booking: None,
         claim: None,
     };
@@ -989,6 +1007,7 @@ fn late_prepare_after_release_is_rejected() {
     let commit = ShardOp::Finish {
         txn: 0x56,
         commit: true,
+        slots: vec![remote_slot()],
     };
     assert_eq!(remote.handle(commit, now), Ok(ShardReply::Ack));
     assert_eq!(
@@ -1058,7 +1077,7 @@ fn home_deadline_aborts_pending_transaction() {
     let expected = FinishJob {
         txn: trip.txn,
         commit: false,
-        shards: vec![REMOTE],
+        slots: vec![remote_slot()],
     };
     assert_eq!(trip.home.state.outbox_jobs(), [expected]);
     trip.deliver_finishes(deadline);
@@ -1083,7 +1102,7 @@ fn unacknowledged_finish_survives_restart() {
     let expected = FinishJob {
         txn: trip.txn,
         commit: true,
-        shards: vec![REMOTE],
+        slots: vec![remote_slot()],
     };
     assert_eq!(restarted.outbox_jobs(), [expected]);
     assert!(
@@ -1110,7 +1129,10 @@ fn cancel_releases_seats_on_every_participant() {
         CAPACITY - 2,
         "until the release arrives"
     );
-    assert_eq!(trip.home.audit().unacknowledged, [(trip.txn, REMOTE)]);
+    assert_eq!(
+        trip.home.audit().unacknowledged,
+        [(trip.txn, remote_slot())]
+    );
     trip.deliver_finishes(now);
     assert_eq!(trip.remote_seats(), CAPACITY);
     assert!(trip.remote.audit().reservations.is_empty());
@@ -1129,7 +1151,7 @@ fn cancel_before_commit_finish_replaces_it() {
     let release = FinishJob {
         txn: trip.txn,
         commit: false,
-        shards: vec![REMOTE],
+        slots: vec![remote_slot()],
     };
     assert_eq!(trip.home.state.outbox_jobs(), [release]);
 
@@ -1138,16 +1160,20 @@ fn cancel_before_commit_finish_replaces_it() {
     let commit = ShardOp::Finish {
         txn: trip.txn,
         commit: true,
+        slots: vec![remote_slot()],
     };
     assert_eq!(trip.remote.handle(commit, now), Ok(ShardReply::Ack));
     let records = trip.home.log.len();
     let acked = &commit_jobs[0];
     trip.home
         .state
-        .acknowledge(acked.txn, REMOTE, acked.commit, &mut trip.home.log)
+        .acknowledge(acked.txn, remote_slot(), acked.commit, &mut trip.home.log)
         .expect("the stale acknowledgement is ignored");
     assert_eq!(trip.home.log.len(), records);
-    assert_eq!(trip.home.audit().unacknowledged, [(trip.txn, REMOTE)]);
+    assert_eq!(
+        trip.home.audit().unacknowledged,
+        [(trip.txn, remote_slot())]
+    );
 
     trip.deliver_finishes(now);
     assert_eq!(trip.remote_seats(), CAPACITY);
@@ -1195,7 +1221,7 @@ fn retried_prepare_aborts_first_attempt() {
     let release = FinishJob {
         txn: 0x5d,
         commit: false,
-        shards: vec![REMOTE],
+        slots: vec![remote_slot()],
     };
     assert_eq!(trip.home.state.outbox_jobs(), [release]);
 
@@ -1222,7 +1248,7 @@ fn claim_op(txn: TxnId, request_id: &str, fingerprint: u64, now_ms: i64) -> Shar
         segments: Vec::new(),
         seats: 1,
         deadline_ms: now_ms + 5_000,
-        participants: vec![HOME, REMOTE],
+        participant_slots: trip_slots(),
         booking: None,
         claim: Some(trecho_common::internal::Claim {
             document: DOCUMENT.to_owned(),
@@ -1233,7 +1259,11 @@ fn claim_op(txn: TxnId, request_id: &str, fingerprint: u64, now_ms: i64) -> Shar
 }
 
 fn finish_op(txn: TxnId, commit: bool) -> ShardOp {
-    ShardOp::Finish { txn, commit }
+    ShardOp::Finish {
+        txn,
+        commit,
+        slots: Vec::new(),
+    }
 }
 
 #[test]
@@ -1325,4 +1355,41 @@ fn cluster_map_returns_held_map() {
 
     assert_eq!(reply, Ok(ShardReply::ClusterMap { map: shard_map() }));
     assert!(shard.log.is_empty());
+}
+
+#[test]
+fn finish_for_slot_owned_elsewhere_is_not_owner() {
+    let mut trip = Trip::prepared(0x5e, None);
+    let now = start_ms() + 100;
+    let home_slot = trip.home_slot;
+    let records = trip.remote.log.len();
+
+    let misrouted = ShardOp::Finish {
+        txn: trip.txn,
+        commit: false,
+        slots: vec![remote_slot(), home_slot],
+    };
+    let rejected = trip.remote.handle(misrouted, now);
+
+    assert!(
+        matches!(rejected, Err(ShardError::NotOwner { slot, .. }) if slot == home_slot),
+        "{rejected:?}"
+    );
+    assert_eq!(trip.remote.log.len(), records, "nothing was recorded");
+    assert_eq!(trip.remote_seats(), CAPACITY - 2, "the seats stay prepared");
+}
+
+#[test]
+fn single_shard_booking_queues_no_finishes() {
+    let mut shard = Shard::new(HOME);
+    let now = start_ms();
+    let segments = home_ids()[..2].to_vec();
+    let booking = booking_of(shard.book(request(&segments, 1), now));
+
+    let cancelled = shard.cancel(locator_of(&booking), DOCUMENT, now + 10);
+
+    assert!(cancelled.is_ok(), "{cancelled:?}");
+    assert!(shard.state.take_finishes().is_empty());
+    assert!(shard.audit().unacknowledged.is_empty());
+    shard.assert_replay_matches(now + 10);
 }

@@ -3,6 +3,7 @@
 //! that drive expiry and deadlines.
 
 use trecho_common::error::Error;
+use trecho_common::hashing::SLOT_COUNT;
 use trecho_common::internal::{Claim, ShardError, ShardReply, TxnId};
 use trecho_common::protocol::methods::BookRequest;
 
@@ -17,7 +18,7 @@ pub(super) struct Prepare {
     pub segments: Vec<String>,
     pub seats: u32,
     pub deadline_ms: i64,
-    pub participants: Vec<u32>,
+    pub participant_slots: Vec<u16>,
     pub booking: Option<BookRequest>,
     pub claim: Option<Claim>,
 }
@@ -30,6 +31,19 @@ pub(crate) struct DueResolve {
     pub txn: TxnId,
     /// Its home slot.
     pub home_slot: u16,
+}
+
+/// Rejects a participant slot past the last slot.
+fn check_participant_slots(slots: &[u16]) -> Result<(), ShardError> {
+    match slots.iter().find(|&&slot| slot >= SLOT_COUNT) {
+        Some(slot) => Err(ShardError::BadRequest {
+            message: format!(
+                "participant slot {slot} is out of range; slots run from 0 to {}",
+                SLOT_COUNT - 1
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn aborted(txn: TxnId) -> ShardError {
@@ -53,7 +67,7 @@ impl State {
             check_shape(&prepare.segments, prepare.seats)?;
         }
         self.check_owns_all(&prepare.segments)?;
-        self.check_participants(&prepare.participants)?;
+        check_participant_slots(&prepare.participant_slots)?;
         if let Some(reply) = self.earlier_prepare(&prepare, now_ms)? {
             return Ok(reply);
         }
@@ -74,7 +88,7 @@ impl State {
             segments: prepare.segments,
             seats: prepare.seats,
             deadline_ms: prepare.deadline_ms.min(cap),
-            participants: prepare.participants,
+            participant_slots: prepare.participant_slots,
             booking: prepare.booking,
             claim: prepare.claim,
         };
@@ -125,18 +139,6 @@ impl State {
         Ok(())
     }
 
-    fn check_participants(&self, participants: &[u32]) -> Result<(), ShardError> {
-        match participants.iter().find(|&&id| self.map.shard(id).is_err()) {
-            Some(id) => Err(ShardError::BadRequest {
-                message: format!(
-                    "participant {id} is not in shard map version {}",
-                    self.map.version
-                ),
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Phase two at home: the one place a transaction's outcome is chosen.
     /// A decision is final; a later decide gets the recorded answer.
     pub(super) fn decide(
@@ -144,12 +146,12 @@ impl State {
         txn: TxnId,
         home_slot: u16,
         commit: bool,
-        participants: Vec<u32>,
+        participant_slots: Vec<u16>,
         now_ms: i64,
         sink: &mut dyn RecordSink,
     ) -> Result<ShardReply, ShardError> {
         self.check_slot(home_slot)?;
-        self.check_participants(&participants)?;
+        check_participant_slots(&participant_slots)?;
         let outcome = self.txns.get(&txn).map(|home| &home.outcome);
         match outcome {
             Some(Outcome::Committed(locator)) => Ok(self.booking_reply(*locator, now_ms)),
@@ -161,7 +163,10 @@ impl State {
             // Unknown, aborted on request, or past its deadline: abort,
             // telling every named participant, so none keeps its seats.
             _ => {
-                let record = Record::Aborted { txn, participants };
+                let record = Record::Aborted {
+                    txn,
+                    participant_slots,
+                };
                 self.emit(record, sink)?;
                 tracing::debug!(shard.id = self.shard_id, txn, "aborted");
                 if commit {
@@ -198,13 +203,16 @@ impl State {
 
     /// The outcome from home on a participant: commit keeps the seats,
     /// release frees them; a release of an unknown transaction leaves a
-    /// tombstone.
+    /// tombstone. `slots` are the participant slots the sender meant, which
+    /// this shard must own.
     pub(super) fn finish(
         &mut self,
         txn: TxnId,
         commit: bool,
+        slots: &[u16],
         sink: &mut dyn RecordSink,
     ) -> Result<ShardReply, ShardError> {
+        slots.iter().try_for_each(|&slot| self.check_slot(slot))?;
         if self.txns.contains_key(&txn) {
             return Err(ShardError::BadRequest {
                 message: format!(
@@ -248,8 +256,12 @@ impl State {
             Some(Outcome::Committed(_)) => true,
             Some(Outcome::Aborted) => false,
             Some(Outcome::Pending { .. }) | None => {
-                let participants = Vec::new();
-                self.emit(Record::Aborted { txn, participants }, sink)?;
+                let participant_slots = Vec::new();
+                let record = Record::Aborted {
+                    txn,
+                    participant_slots,
+                };
+                self.emit(record, sink)?;
                 tracing::debug!(shard.id = self.shard_id, txn, "aborted on resolve");
                 false
             }
@@ -262,14 +274,14 @@ impl State {
     pub fn acknowledge(
         &mut self,
         txn: TxnId,
-        shard: u32,
+        slot: u16,
         commit: bool,
         sink: &mut dyn RecordSink,
     ) -> Result<(), ShardError> {
-        if self.outbox.get(&(txn, shard)) != Some(&commit) {
+        if self.outbox.get(&(txn, slot)) != Some(&commit) {
             return Ok(());
         }
-        self.emit(Record::FinishAcked { txn, shard, commit }, sink)
+        self.emit(Record::FinishAcked { txn, slot, commit }, sink)
     }
 
     /// Applies the outcome a participant learned by resolving.
@@ -279,7 +291,7 @@ impl State {
         committed: bool,
         sink: &mut dyn RecordSink,
     ) -> Result<(), ShardError> {
-        self.finish(txn, committed, sink).map(|_| ())
+        self.finish(txn, committed, &[], sink).map(|_| ())
     }
 
     /// Runs every timer due at `now_ms`: expires holds, aborts pending home
@@ -301,8 +313,12 @@ impl State {
                 txn,
                 "pending transaction passed its deadline"
             );
-            let participants = Vec::new();
-            self.emit(Record::Aborted { txn, participants }, sink)?;
+            let participant_slots = Vec::new();
+            let record = Record::Aborted {
+                txn,
+                participant_slots,
+            };
+            self.emit(record, sink)?;
         }
         let mut due = Vec::new();
         while let Some(&(deadline_ms, txn)) = self.participant_deadlines.first() {

@@ -204,7 +204,10 @@ fn prepared_reservation_of_confirmed_booking_is_wrong() {
 fn unacknowledged_finish_excuses_participant() {
     let mut fixture = fixture();
     fixture.snapshot.reports[1].reservations[0].state = ReservationState::Prepared;
-    fixture.snapshot.reports[0].unacknowledged.push((7, 1));
+    let participant_slot = slot(&fixture.second);
+    fixture.snapshot.reports[0]
+        .unacknowledged
+        .push((7, participant_slot));
     assert_eq!(violations(&fixture.snapshot), vec![]);
 }
 
@@ -227,7 +230,9 @@ fn cancelled_booking_with_reservation_is_leaked() {
             seats: 1,
         }]
     );
-    fixture.snapshot.reports[0].unacknowledged.push((8, 1));
+    fixture.snapshot.reports[0]
+        .unacknowledged
+        .push((8, slot(&second)));
     assert_eq!(violations(&fixture.snapshot), vec![]);
 }
 
