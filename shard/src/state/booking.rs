@@ -40,6 +40,12 @@ impl State {
     ) -> Result<ShardReply, ShardError> {
         check_shape(&request.segments, request.seats)?;
         self.check_owns_all(&request.segments)?;
+        if request.request_id.is_some() {
+            // A single-shard booking with a request id is sent here only
+            // when this shard also owns the document's slot, where the
+            // request ids of that document are kept.
+            self.check_slot(slot(&request.passenger.document))?;
+        }
         if let Prior::Booked(locator) = self.prior_attempt(&request, None, sink)? {
             return Ok(self.booking_reply(locator, now_ms));
         }

@@ -67,6 +67,16 @@ fn remote_ids() -> Vec<String> {
     ids_on(REMOTE, "TR", 2)
 }
 
+/// Returns a document whose slot the remote shard owns, where the request
+/// ids of that passenger are claimed.
+fn remote_document() -> String {
+    let map = shard_map();
+    (1..)
+        .map(|n| format!("RD{n}"))
+        .find(|document| map.owns(REMOTE, slot(document)))
+        .expect("some document hashes to the remote shard")
+}
+
 /// Returns the slot of the remote shard's first segment.
 fn remote_slot() -> u16 {
     slot(&remote_ids()[0])
@@ -1251,7 +1261,7 @@ fn claim_op(txn: TxnId, request_id: &str, fingerprint: u64, now_ms: i64) -> Shar
         participant_slots: trip_slots(),
         booking: None,
         claim: Some(trecho_common::internal::Claim {
-            document: DOCUMENT.to_owned(),
+            document: remote_document(),
             request_id: request_id.to_owned(),
             fingerprint,
         }),
@@ -1338,6 +1348,7 @@ fn claim_is_checked_when_this_shard_is_home() {
 
     let mut request = request(&remote_ids()[..1], 1);
     request.request_id = Some("r-3".to_owned());
+    request.passenger.document = remote_document();
     let error = client_error(shard.book(request, now));
     let expected = Error::RequestIdReused {
         request_id: "r-3".to_owned(),
@@ -1392,4 +1403,35 @@ fn single_shard_booking_queues_no_finishes() {
     assert!(shard.state.take_finishes().is_empty());
     assert!(shard.audit().unacknowledged.is_empty());
     shard.assert_replay_matches(now + 10);
+}
+
+#[test]
+fn request_id_elsewhere_is_not_owner() {
+    let mut shard = Shard::new(REMOTE);
+    let now = start_ms();
+    let mut request = request(&remote_ids()[..1], 1);
+    request.request_id = Some("r-9".to_owned());
+    let document_slot = slot(&request.passenger.document);
+    assert!(shard_map().owns(HOME, document_slot));
+
+    let rejected = shard.book(request, now);
+
+    assert!(
+        matches!(rejected, Err(ShardError::NotOwner { slot, .. }) if slot == document_slot),
+        "{rejected:?}"
+    );
+    assert!(shard.log.is_empty());
+    let mut claim = claim_op(0x400, "r-9", 1, now);
+    if let ShardOp::Prepare {
+        claim: Some(claim), ..
+    } = &mut claim
+    {
+        claim.document = DOCUMENT.to_owned();
+    }
+    let rejected = shard.handle(claim, now);
+    assert!(
+        matches!(rejected, Err(ShardError::NotOwner { slot, .. }) if slot == document_slot),
+        "{rejected:?}"
+    );
+    assert!(shard.log.is_empty());
 }

@@ -3,7 +3,7 @@
 //! that drive expiry and deadlines.
 
 use trecho_common::error::Error;
-use trecho_common::hashing::SLOT_COUNT;
+use trecho_common::hashing::{slot, SLOT_COUNT};
 use trecho_common::internal::{Claim, ShardError, ShardReply, TxnId};
 use trecho_common::protocol::methods::BookRequest;
 
@@ -78,6 +78,7 @@ impl State {
             }
         }
         if let Some(claim) = &prepare.claim {
+            self.check_slot(slot(&claim.document))?;
             self.check_claim(claim)?;
         }
         self.check_segments(&prepare.segments, prepare.seats, now_ms)?;
