@@ -8,7 +8,7 @@ mod common;
 use std::ops::RangeInclusive;
 
 use common::{book_params, days_ahead, departures, kind_of, CALL_TIMEOUT, HUBS};
-use trecho_client::{BookParams, Client, Segment};
+use trecho_client::{BookParams, Client, RoutesParams, Segment};
 use trecho_common::hashing::slot;
 use trecho_tests::{even_ranges, Cluster};
 
@@ -21,6 +21,26 @@ const SHARD_RANGES: [[u16; 2]; 3] = [[0, 2000], [2001, 12000], [12001, 16383]];
 const MOVED_FROM_0: RangeInclusive<u16> = 2001..=5460;
 /// Slots that stay on shard 2 in both maps.
 const STAYED_ON_2: RangeInclusive<u16> = 12001..=16383;
+/// Slots that stay on shard 0 in both maps.
+const STAYED_ON_0: RangeInclusive<u16> = 0..=2000;
+
+/// Returns a passenger document whose slot is in `range`.
+fn document_in(range: &RangeInclusive<u16>) -> String {
+    (1..)
+        .map(|n| format!("DOC{n}"))
+        .find(|document| range.contains(&slot(document)))
+        .expect("some document hashes into the range")
+}
+
+/// Starts three shards on [`SHARD_RANGES`] at version 2 and a router
+/// whose map is the even split at version 1.
+async fn stale_router_cluster() -> Cluster {
+    Cluster::builder(3)
+        .shard_map(&SHARD_RANGES, 2)
+        .router_map(&even_ranges(3), 1)
+        .start()
+        .await
+}
 
 /// Returns every segment departing from the hubs in five days.
 async fn hub_segments(client: &Client) -> Vec<Segment> {
@@ -90,11 +110,7 @@ async fn seeded_router_routes_by_shards_map() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_router_books_on_true_owner() {
-    let cluster = Cluster::builder(3)
-        .shard_map(&SHARD_RANGES, 2)
-        .router_map(&even_ranges(3), 1)
-        .start()
-        .await;
+    let cluster = stale_router_cluster().await;
     let client = cluster.client().await;
     let segments = hub_segments(&client).await;
     let moved = ids_in(&segments, &MOVED_FROM_0, 2);
@@ -135,11 +151,7 @@ async fn stale_router_books_on_true_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_router_books_trip_once() {
-    let cluster = Cluster::builder(3)
-        .shard_map(&SHARD_RANGES, 2)
-        .router_map(&even_ranges(3), 1)
-        .start()
-        .await;
+    let cluster = stale_router_cluster().await;
     let client = cluster.client().await;
     let segments = hub_segments(&client).await;
     let moved = &ids_in(&segments, &MOVED_FROM_0, 1)[0];
@@ -221,4 +233,73 @@ async fn two_routers_never_oversell() {
             .bookings
             .len();
     assert_eq!(listed as u32, capacity);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_router_replans_split_booking() {
+    let cluster = stale_router_cluster().await;
+    let client = cluster.client().await;
+    let segments = hub_segments(&client).await;
+    let stayed = &ids_in(&segments, &STAYED_ON_0, 1)[0];
+    let moved = &ids_in(&segments, &MOVED_FROM_0, 1)[0];
+
+    // The router's map puts both segments on shard 0, which now owns only
+    // the first: the router must plan the booking again, across shards.
+    let booking = client
+        .create(book_params("P1", &[stayed, moved], 1))
+        .await
+        .expect("a booking split by the shards' map failed");
+
+    assert_eq!(booking.segments, vec![stayed.clone(), moved.clone()]);
+    assert!(cluster.log("router").contains("shard map refreshed"));
+    let listed = client.bookings("P1").await.expect("bookings.list failed");
+    assert_eq!(listed.bookings.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_router_claims_request_id_on_owner() {
+    let cluster = stale_router_cluster().await;
+    let client = cluster.client().await;
+    let segments = hub_segments(&client).await;
+    let on_0 = &ids_in(&segments, &STAYED_ON_0, 1)[0];
+    let on_2 = &ids_in(&segments, &STAYED_ON_2, 1)[0];
+    // The router's map puts this document on shard 0 beside the segment,
+    // so it would book in one step there; the document is shard 1's now,
+    // and shard 1 must hold the request id.
+    let document = document_in(&MOVED_FROM_0);
+    let params = |segment: &String| BookParams {
+        request_id: Some("claim-1".to_owned()),
+        ..book_params(&document, &[segment], 1)
+    };
+
+    let first = client
+        .create(params(on_0))
+        .await
+        .expect("the first booking failed");
+    // Another home, shard 2: only the document's shard can see the reuse.
+    let reused = client.create(params(on_2)).await;
+    let again = client.create(params(on_0)).await;
+
+    assert_eq!(kind_of(&reused), "request_id_reused");
+    assert_eq!(again.expect("the retry failed").id, first.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_router_finds_complete_routes() {
+    let cluster = stale_router_cluster().await;
+    let client = cluster.client().await;
+    let params = RoutesParams {
+        origin: "GRU".to_owned(),
+        destination: "POA".to_owned(),
+        date: trecho_common::time::Date::parse(&days_ahead(5)).expect("a valid date"),
+        seats: None,
+        max_stops: Some(1),
+        limit: Some(50),
+    };
+
+    let found = client.routes(params).await.expect("routes.find failed");
+
+    assert!(!found.coverage.partial, "{:?}", found.coverage);
+    assert!(!found.routes.is_empty(), "no route from GRU to POA");
+    assert!(cluster.log("router").contains("shard map refreshed"));
 }

@@ -11,12 +11,14 @@ use std::sync::Arc;
 
 use trecho_common::error::Error;
 use trecho_common::hashing::slot;
-use trecho_common::internal::ShardOp;
+use trecho_common::internal::{ShardError, ShardOp};
+use trecho_common::link::LinkError;
 use trecho_common::protocol::methods::BookRequest;
 
 use crate::cluster::Cluster;
 use crate::dispatch::Pending;
-use crate::forward::{expect_booking, forward};
+use crate::forward::expect_booking;
+use crate::shard_error::{client_error, unexpected_reply};
 
 /// The segments of a booking that live on one shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,26 +58,52 @@ pub(crate) fn group_by_owner(segments: &[String], owner: impl Fn(&str) -> usize)
 /// changed nothing, and a two-phase commit is aborted before its answer.
 pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
     let (groups, claim_at) = plan(cluster, &request);
+    let cluster = cluster.clone();
     if groups.len() == 1 {
-        let home = slot(&request.segments[0]);
-        return forward(
-            cluster,
-            home,
-            ShardOp::Book { request },
-            "booking",
-            expect_booking,
-        );
+        let link = cluster.link(groups[0].link).clone();
+        let op = ShardOp::Book { request };
+        let answer = link.send(&op);
+        return Box::pin(async move {
+            match answer.await {
+                Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
+                    cluster.refresh().await;
+                    let ShardOp::Book { request } = op else {
+                        return Err(Error::internal("a booking lost its request; this is a bug"));
+                    };
+                    book_once(&cluster, request).await
+                }
+                Ok(reply) => expect_booking(reply)
+                    .map_err(|other| unexpected_reply(link.shard(), "booking", other)),
+                Err(error) => Err(client_error(&link, error, true)),
+            }
+        });
     }
     let first = two_phase::start(cluster.clone(), request.clone(), groups, claim_at);
-    let cluster = cluster.clone();
     Box::pin(async move {
         match first.await {
             Err(Error::MapChanged { .. }) => {
                 cluster.refresh().await;
-                let (groups, claim_at) = plan(&cluster, &request);
-                two_phase::start(cluster, request, groups, claim_at).await
+                book_once(&cluster, request).await
             }
             other => other,
+        }
+    })
+}
+
+/// Plans and starts a booking on the map in use, without the retry of
+/// [`book`].
+fn book_once(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
+    let (groups, claim_at) = plan(cluster, &request);
+    if groups.len() > 1 {
+        return two_phase::start(cluster.clone(), request, groups, claim_at);
+    }
+    let link = cluster.link(groups[0].link).clone();
+    let answer = link.send(&ShardOp::Book { request });
+    Box::pin(async move {
+        match answer.await {
+            Ok(reply) => expect_booking(reply)
+                .map_err(|other| unexpected_reply(link.shard(), "booking", other)),
+            Err(error) => Err(client_error(&link, error, true)),
         }
     })
 }

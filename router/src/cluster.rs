@@ -89,12 +89,12 @@ impl Cluster {
         for slot in 0..SLOT_COUNT {
             let owner = map.owner_of_slot(slot);
             let Some(index) = self.links.iter().position(|l| l.shard() == owner.id) else {
-                tracing::warn!(
+                tracing::error!(
                     shard.id = owner.id,
                     shard.address = %owner.address,
                     map_version = map.version,
-                    "the shard map names a shard this router has no connection to; \
-                     keeping the old map until the router restarts"
+                    "the shards' map names a shard that the router's own map did not; keeping \
+                     the old map. Restart the router with --seeds to connect to every shard"
                 );
                 return false;
             };
@@ -136,18 +136,18 @@ impl Cluster {
             tracing::warn!("no shard returned its shard map; keeping the map in use");
             return;
         };
-        if newest.version < seen {
+        if newest.version == seen && newest.shards == self.map().shards {
             return;
         }
-        if newest.version == seen {
-            if newest.shards != self.map().shards {
-                tracing::error!(
-                    map_version = seen,
-                    "a shard holds another shard map of the same version as the router; \
-                     start the router with --seeds, or give it the shards' map"
-                );
-            }
-            return;
+        if newest.version <= seen {
+            // The shards own the map, so a router map that no shard holds
+            // is wrong however high its version: route by the shards'.
+            tracing::error!(
+                router.map_version = seen,
+                shards.map_version = newest.version,
+                "the router's shard map differs from every shard's; using the shards' map. \
+                 Start routers with --seeds so that they take the map from the shards"
+            );
         }
         let newest = match ShardMap::new(newest.version, newest.shards) {
             Ok(map) => map,

@@ -140,11 +140,11 @@ pub(crate) fn status(cluster: &std::sync::Arc<Cluster>) -> Pending {
     let answers = ask_all(cluster, &ShardOp::Status);
     let cluster = cluster.clone();
     Box::pin(async move {
-        let map = cluster.map();
         let (statuses, _) = gather(answers.await, "status", |shard, reply| match reply {
             ShardReply::Status(status) => Ok((shard, status)),
             other => Err(reply_type(&other)),
         });
+        let map = cluster.map();
         let shards = map
             .shards
             .iter()
@@ -163,7 +163,9 @@ pub(crate) fn status(cluster: &std::sync::Arc<Cluster>) -> Pending {
                 ShardStatusView {
                     id: info.id,
                     address: info.address.clone(),
-                    slots: info.slots.clone(),
+                    // A shard's own word on its slots wins over the
+                    // router's map, which may be older.
+                    slots: status.map_or_else(|| info.slots.clone(), |(_, s)| s.slots.clone()),
                     healthy: status.is_some(),
                     segments: status.map(|(_, s)| s.segments),
                     bookings: status.map(|(_, s)| s.bookings),

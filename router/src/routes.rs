@@ -9,11 +9,13 @@
 //! stops, then segment ids.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::join_all;
 use rustc_hash::FxHashMap;
-use trecho_common::internal::{ShardOp, ShardReply};
+use trecho_common::internal::{ShardError, ShardOp, ShardReply};
+use trecho_common::link::LinkError;
 use trecho_common::protocol::methods::{Coverage, Route, RoutesParams, RoutesResult};
 use trecho_common::schedule::{Schedule, SegmentSpec};
 use trecho_common::time::{local_date, Date};
@@ -329,23 +331,18 @@ fn to_segment(spec: &SegmentSpec, seats_left: u32) -> Segment {
     }
 }
 
-/// `routes.find`: searches the schedule now, asks each owning shard for
-/// seats in one request (sent before returning), and returns the future of
-/// the ranked routes.
-pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
-    let seats = params.seats.unwrap_or(1);
-    let max_stops = params.max_stops.unwrap_or(1);
-    let limit = params.limit.unwrap_or(10) as usize;
-    let legs =
-        cluster
-            .routes()
-            .candidates(&params.origin, &params.destination, params.date, max_stops);
-    let candidates = Candidates::build(cluster.schedule(), &legs);
+/// Sends each owning shard one request for the seats left on its
+/// candidate segments, and returns the answers to come with the shard and
+/// the candidates' indices.
+fn ask_seats(
+    cluster: &Cluster,
+    candidates: &Candidates,
+) -> Vec<impl Future<Output = (u32, Vec<usize>, Result<ShardReply, LinkError>)>> {
     let mut by_link: Vec<Vec<usize>> = vec![Vec::new(); cluster.links().len()];
     for (index, segment) in candidates.segments.iter().enumerate() {
         by_link[cluster.owner_of_segment(&segment.id)].push(index);
     }
-    let asks: Vec<_> = by_link
+    by_link
         .into_iter()
         .enumerate()
         .filter(|(_, indices)| !indices.is_empty())
@@ -359,11 +356,37 @@ pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
             let shard = link.shard();
             async move { (shard, indices, answer.await) }
         })
-        .collect();
+        .collect()
+}
+
+/// `routes.find`: searches the schedule now, asks each owning shard for
+/// seats in one request (sent before returning), and returns the future of
+/// the ranked routes.
+pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
+    let seats = params.seats.unwrap_or(1);
+    let max_stops = params.max_stops.unwrap_or(1);
+    let limit = params.limit.unwrap_or(10) as usize;
+    let legs =
+        cluster
+            .routes()
+            .candidates(&params.origin, &params.destination, params.date, max_stops);
+    let candidates = Candidates::build(cluster.schedule(), &legs);
+    let asks = ask_seats(cluster, &candidates);
+    let cluster = cluster.clone();
     Box::pin(async move {
+        let mut answers = join_all(asks).await;
+        let moved = answers.iter().any(|(_, _, answer)| {
+            matches!(answer, Err(LinkError::Remote(ShardError::NotOwner { .. })))
+        });
+        if moved {
+            // A shard no longer owns some candidates: ask again by the
+            // shards' current map.
+            cluster.refresh().await;
+            answers = join_all(ask_seats(&cluster, &candidates)).await;
+        }
         let mut seats_left = vec![None; candidates.segments.len()];
         let mut unavailable = Vec::new();
-        for (shard, indices, answer) in join_all(asks).await {
+        for (shard, indices, answer) in answers {
             match answer {
                 Ok(ShardReply::Seats { seats }) if seats.len() == indices.len() => {
                     for (index, left) in indices.into_iter().zip(seats) {

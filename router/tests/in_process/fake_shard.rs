@@ -31,6 +31,8 @@ pub struct State {
     /// Answer every prepare that carries a booking with this booking, as a
     /// shard does for a request id that already produced one.
     pub existing: Option<Booking>,
+    /// The slot ranges the router's map gives this shard, for `status`.
+    pub slots: Vec<[u16; 2]>,
 }
 
 /// A running fake shard.
@@ -130,7 +132,7 @@ impl FakeShard {
             ShardOp::Status => Ok(ShardReply::Status(ShardStatus {
                 shard_id: self.id,
                 map_version: 1,
-                slots: Vec::new(),
+                slots: state.slots.clone(),
                 segments: state.segments.len() as u64,
                 bookings: state.bookings.len() as u64,
             })),

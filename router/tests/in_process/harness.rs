@@ -58,6 +58,7 @@ pub async fn start_router(
         .enumerate()
         .map(|(index, shard)| {
             let (first, last) = slot_range(index, shards.len());
+            shard.state.lock().unwrap().slots = vec![[first, last]];
             format!("{}={}@{first}-{last}", shard.id, shard.address)
         })
         .collect();
