@@ -183,6 +183,19 @@ impl RouterConfig {
         if addresses.is_empty() {
             return Err("seeds lists no address; give HOST:PORT of at least one shard".to_owned());
         }
+        if let Some(bad) = addresses.iter().find(|address| !is_host_port(address)) {
+            return Err(format!(
+                "seed {bad:?} is not HOST:PORT; give each shard's internal address, such as \
+                 shard-0:7001 or 127.0.0.1:7001"
+            ));
+        }
+        if self.map_version != RouterConfig::default().map_version {
+            return Err(
+                "map_version applies to a map given with shards or [[shard_map]]; with seeds \
+                 the router takes the version from the shards, so leave it out"
+                    .to_owned(),
+            );
+        }
         Ok(Some(addresses))
     }
 
@@ -230,6 +243,17 @@ impl RouterConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Returns whether `address` is a non-empty host, a colon and a port from
+/// 1 to 65535.
+fn is_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
     }
 }
 
@@ -316,6 +340,29 @@ mod tests {
             ..RouterConfig::default()
         };
         assert!(empty.seed_addresses().unwrap_err().contains("no address"));
+        for bad in [
+            "127.0.0.1",
+            "http://x:y",
+            "shard-0:0",
+            ":7001",
+            "shard-0:70000",
+        ] {
+            let config = RouterConfig {
+                seeds: Some(bad.into()),
+                ..RouterConfig::default()
+            };
+            let error = config.seed_addresses().unwrap_err();
+            assert!(error.contains("not HOST:PORT"), "{bad}: {error}");
+        }
+        let versioned = RouterConfig {
+            seeds: Some("shard-0:7001".into()),
+            map_version: 4,
+            ..RouterConfig::default()
+        };
+        assert!(versioned
+            .seed_addresses()
+            .unwrap_err()
+            .contains("map_version"));
         assert_eq!(RouterConfig::default().seed_addresses().unwrap(), None);
     }
 }

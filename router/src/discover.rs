@@ -35,7 +35,12 @@ pub(crate) async fn shard_map(seeds: &[String]) -> ShardMap {
                     }
                 }
                 Err(error) if rounds == 0 || rounds.is_power_of_two() => {
-                    tracing::warn!(seed, %error, "seed did not give a shard map; retrying");
+                    tracing::warn!(
+                        seed,
+                        %error,
+                        "seed did not return a shard map; retrying. Start the shards, or check \
+                         that the seed is a shard's internal HOST:PORT"
+                    );
                 }
                 Err(_) => {}
             }
@@ -65,8 +70,11 @@ async fn request_map(seed: &str) -> Result<ShardMap, String> {
             Ok(None) => return Err("the shard closed the connection".to_owned()),
             Err(error) => return Err(format!("cannot read: {error}")),
         };
-        let response: InternalResponse =
-            serde_json::from_slice(&line).map_err(|error| format!("unreadable answer: {error}"))?;
+        let response: InternalResponse = serde_json::from_slice(&line).map_err(|_| {
+            "the response is not in the shards' internal protocol; is this a router's \
+             address rather than a shard's?"
+                .to_owned()
+        })?;
         match response.result {
             InternalResult::Ok(ShardReply::ClusterMap { map }) => {
                 ShardMap::new(map.version, map.shards).map_err(|error| error.to_string())

@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use trecho_common::shardmap::ShardMap;
 
 pub use config::{Args, RouterConfig};
 
@@ -90,6 +91,17 @@ pub async fn run(
         }
         None => config.shard_map()?,
     };
+    serve_with_map(listener, config, map, shutdown).await
+}
+
+/// Loads the schedule and serves clients on `listener` with `map` until
+/// `shutdown` completes.
+async fn serve_with_map(
+    listener: TcpListener,
+    config: RouterConfig,
+    map: ShardMap,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
     let schedule = match &config.schedule {
         Some(path) => trecho_common::schedule::Schedule::load(path)?,
         None => trecho_common::schedule::Schedule::builtin(),
@@ -123,6 +135,30 @@ pub fn main_with(args: Args) -> anyhow::Result<()> {
         .build()
         .context("failed to start the Tokio runtime")?;
     runtime.block_on(async move {
+        let mut shutdown = Box::pin(async {
+            trecho_common::process::shutdown_signal("router").await;
+            tracing::info!("shutdown requested");
+        });
+        config
+            .validate()
+            .map_err(Error::Invalid)
+            .context("the router could not start")?;
+        let seeds = config
+            .seed_addresses()
+            .map_err(Error::Invalid)
+            .context("the router could not start")?;
+        // With seeds, the router listens only once it has a map, so that
+        // clients are refused rather than kept waiting while it has none.
+        let map = match seeds {
+            Some(seeds) => {
+                tracing::info!(seeds = ?seeds, "asking the shards for the shard map before listening");
+                tokio::select! {
+                    map = discover::shard_map(&seeds) => map,
+                    () = &mut shutdown => return Ok(()),
+                }
+            }
+            None => config.shard_map().context("the router could not start")?,
+        };
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
@@ -130,11 +166,7 @@ pub fn main_with(args: Args) -> anyhow::Result<()> {
             .local_addr()
             .context("failed to read the listen address")?;
         tracing::info!(address = %address, "router listening");
-        let shutdown = async {
-            trecho_common::process::shutdown_signal("router").await;
-            tracing::info!("shutdown requested");
-        };
-        run(listener, config, shutdown)
+        serve_with_map(listener, config, map, shutdown)
             .await
             .context("the router could not start")
     })
