@@ -117,6 +117,8 @@ async fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
             seats_taken_before: before.0,
             seats_taken_after: after.0,
             seats_confirmed: outcome.tally.seats,
+            bookings_in_doubt: outcome.tally.in_doubt,
+            seats_in_doubt: outcome.tally.seats_in_doubt,
             bookings_added: after.1.saturating_sub(before.1),
             problems,
         });

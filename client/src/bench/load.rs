@@ -255,22 +255,33 @@ impl Task {
                     .iter()
                     .map(|&i| catalog.segments[i].id.clone())
                     .collect();
-                let locator = trecho::book(client, ids, self.seats, &self.document).await?;
+                let booked = trecho::book(client, ids, self.seats, &self.document).await;
+                let locator = booked.inspect_err(|kind| self.note_in_doubt(kind, legs))?;
                 self.locators.push(locator);
             }
             Connection::Redis { connection, sha } => {
                 let segment = &catalog.segments[segments[0]].id;
-                connection
+                let booked = connection
                     .book(sha, segment, self.seats, &self.document)
-                    .await?;
+                    .await;
+                booked.inspect_err(|kind| self.note_in_doubt(kind, legs))?;
             }
             Connection::Postgres(connection) => {
                 let segment = &catalog.segments[segments[0]].id;
-                connection.book(segment, self.seats, &self.document).await?;
+                let booked = connection.book(segment, self.seats, &self.document).await;
+                booked.inspect_err(|kind| self.note_in_doubt(kind, legs))?;
             }
         }
         self.tally.bookings += 1;
         self.tally.seats += legs * u64::from(self.seats);
         Ok(())
+    }
+
+    /// Counts a failed booking whose outcome the reply does not tell.
+    fn note_in_doubt(&mut self, kind: &str, legs: u64) {
+        if matches!(kind, "outcome_unknown" | "timeout" | "connection_lost") {
+            self.tally.in_doubt += 1;
+            self.tally.seats_in_doubt += legs * u64::from(self.seats);
+        }
     }
 }

@@ -24,6 +24,12 @@ pub(crate) struct Tally {
     pub(crate) bookings: u64,
     /// Seats those bookings took, counted once on every segment.
     pub(crate) seats: u64,
+    /// Bookings whose outcome the bench cannot know: the reply was
+    /// `outcome_unknown`, or none came (`timeout`, `connection_lost`). The
+    /// bench sends no request id, so it cannot settle them by a retry.
+    pub(crate) in_doubt: u64,
+    /// Seats of those bookings, counted once on every segment.
+    pub(crate) seats_in_doubt: u64,
     /// Failed requests by error kind, such as `sold_out` or `timeout`.
     pub(crate) errors: BTreeMap<String, u64>,
 }
@@ -36,6 +42,8 @@ impl Default for Tally {
             succeeded: 0,
             bookings: 0,
             seats: 0,
+            in_doubt: 0,
+            seats_in_doubt: 0,
             errors: BTreeMap::new(),
         }
     }
@@ -67,6 +75,8 @@ impl Tally {
         self.succeeded += other.succeeded;
         self.bookings += other.bookings;
         self.seats += other.seats;
+        self.in_doubt += other.in_doubt;
+        self.seats_in_doubt += other.seats_in_doubt;
         for (kind, count) in &other.errors {
             *self.errors.entry(kind.clone()).or_default() += count;
         }
@@ -112,6 +122,10 @@ pub(crate) struct Check {
     pub(crate) seats_taken_after: u64,
     /// Seats of the bookings confirmed to the bench.
     pub(crate) seats_confirmed: u64,
+    /// Bookings whose outcome the bench could not learn, and their seats:
+    /// each may or may not have been made.
+    pub(crate) bookings_in_doubt: u64,
+    pub(crate) seats_in_doubt: u64,
     /// Booking records the server added during the run.
     pub(crate) bookings_added: u64,
     /// Other problems found, such as trecho audit violations.
@@ -121,12 +135,15 @@ pub(crate) struct Check {
 impl Check {
     /// Returns whether the seats taken during the run equal the seats of
     /// the confirmed bookings, the booking records match, and nothing else
-    /// was found.
+    /// was found. Bookings in doubt may add their seats and records: the
+    /// server may have made them before its reply was lost.
     pub(crate) fn passed(&self, bookings: u64) -> bool {
-        let taken = self.seats_taken_after.checked_sub(self.seats_taken_before);
-        taken == Some(self.seats_confirmed)
-            && self.bookings_added == bookings
-            && self.problems.is_empty()
+        let Some(taken) = self.seats_taken_after.checked_sub(self.seats_taken_before) else {
+            return false;
+        };
+        let seats = self.seats_confirmed..=self.seats_confirmed + self.seats_in_doubt;
+        let records = bookings..=bookings + self.bookings_in_doubt;
+        seats.contains(&taken) && records.contains(&self.bookings_added) && self.problems.is_empty()
     }
 }
 
@@ -272,6 +289,12 @@ impl Summary {
             check.bookings_added,
             self.bookings
         );
+        if check.bookings_in_doubt > 0 {
+            text.push_str(&format!(
+                ", and {} bookings in doubt ({} seats) that may or may not have been made",
+                check.bookings_in_doubt, check.seats_in_doubt
+            ));
+        }
         for problem in &check.problems {
             text.push_str(&format!("\n            {problem}"));
         }
@@ -397,6 +420,8 @@ mod tests {
             seats_taken_before: 10,
             seats_taken_after: after,
             seats_confirmed: 5,
+            bookings_in_doubt: 0,
+            seats_in_doubt: 0,
             bookings_added: added,
             problems: Vec::new(),
         };
@@ -404,6 +429,25 @@ mod tests {
         assert!(!check(16, 5).passed(5));
         assert!(!check(15, 4).passed(5));
         assert!(!check(9, 5).passed(5));
+    }
+
+    #[test]
+    fn check_allows_bookings_in_doubt() {
+        let check = |after: u64, added: u64| Check {
+            seats_taken_before: 10,
+            seats_taken_after: after,
+            seats_confirmed: 5,
+            bookings_in_doubt: 2,
+            seats_in_doubt: 4,
+            bookings_added: added,
+            problems: Vec::new(),
+        };
+        assert!(check(15, 5).passed(5), "none of them was made");
+        assert!(check(17, 6).passed(5), "one of them was made");
+        assert!(check(19, 7).passed(5), "both were made");
+        assert!(!check(20, 7).passed(5), "more seats than in doubt");
+        assert!(!check(19, 8).passed(5), "more records than in doubt");
+        assert!(!check(14, 5).passed(5), "fewer seats than confirmed");
     }
 
     #[test]

@@ -165,8 +165,9 @@ pub(crate) fn coverage_warning(coverage: &Coverage) -> Option<String> {
         .iter()
         .map(u32::to_string)
         .collect();
+    let noun = if shards.len() == 1 { "shard" } else { "shards" };
     Some(format!(
-        "warning: shards {} did not answer, so this result may be incomplete; \
+        "warning: {noun} {} did not answer, so this result may be incomplete; \
          check them with `trecho status`",
         shards.join(", ")
     ))
