@@ -217,8 +217,11 @@ async fn trip_across_three_shards_books_and_releases() {
         .cancel(&booking.id, "TRIP-2")
         .await
         .expect("cancel failed");
-    // Cancel releases the seats on every shard; participants apply the
-    // release after the home shard records it.
+    // The router releases the seats on every shard before it answers, so
+    // a read right after the answer finds them free.
+    for (id, left) in ids.iter().zip(&before) {
+        assert_eq!(seats_left(&client, id).await, left - 1, "{id}");
+    }
     assert!(
         audit::wait_settled(cluster.router_addr(), CALL_TIMEOUT)
             .await

@@ -149,7 +149,7 @@ pub enum ShardOp {
         /// Must match the passenger's.
         document: String,
     },
-    /// `bookings.cancel`; answers [`ShardReply::Booking`].
+    /// `bookings.cancel`; answers [`ShardReply::Cancelled`].
     Cancel {
         /// Locator number.
         locator: u64,
@@ -223,6 +223,16 @@ pub enum ShardReply {
         /// The booking.
         booking: Booking,
     },
+    /// Answer to [`ShardOp::Cancel`]: the booking as it is now, and the
+    /// releases of its seats on other shards that are not acknowledged
+    /// yet, which the router sends itself before it answers the client.
+    Cancelled {
+        /// The booking.
+        booking: Booking,
+        /// Seats to release elsewhere; `None` when there are none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<Release>,
+    },
     /// Answer to [`ShardOp::ListBookings`].
     Bookings {
         /// Newest first.
@@ -239,6 +249,15 @@ pub enum ShardReply {
     Ack,
     /// Answer to [`ShardOp::Audit`].
     Audit(AuditReport),
+}
+
+/// Seats of a transaction to release on the shards that own `slots`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// The transaction.
+    pub txn: TxnId,
+    /// Participant slots whose release is not acknowledged yet.
+    pub slots: Vec<u16>,
 }
 
 /// A refusal.

@@ -85,7 +85,7 @@ fn start(cluster: &Arc<Cluster>, call: Call) -> Pending {
                 locator: locator.0,
                 document,
             };
-            forward::to_home(cluster, locator, op)
+            forward::cancel(cluster, locator, op)
         }
         Call::Get(locator, document) => {
             let op = ShardOp::GetBooking {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use trecho_common::hashing::slot;
-use trecho_common::internal::{ShardError, ShardOp, ShardReply};
-use trecho_common::link::LinkError;
+use trecho_common::internal::{Release, ShardError, ShardOp, ShardReply};
+use trecho_common::link::{LinkError, ShardLink};
 use trecho_common::types::Locator;
 
 use crate::cluster::Cluster;
@@ -36,15 +36,7 @@ pub(crate) fn forward(
     let answer = link.send(&op);
     let cluster = cluster.clone();
     Box::pin(async move {
-        let (link, result) = match answer.await {
-            Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
-                cluster.refresh().await;
-                let link = cluster.link(cluster.owner_of_slot(slot)).clone();
-                let again = link.send(&op).await;
-                (link, again)
-            }
-            first => (link, first),
-        };
+        let (link, result) = answer_from_owner(&cluster, slot, &op, link, answer.await).await;
         match result {
             Ok(reply) => {
                 expect(reply).map_err(|other| unexpected_reply(link.shard(), expected, other))
@@ -52,6 +44,82 @@ pub(crate) fn forward(
             Err(error) => Err(client_error(&link, error, write)),
         }
     })
+}
+
+/// Returns `first`, the answer of `link` to `op`, unless that shard
+/// rejected it for not owning `slot`: then refreshes the map and returns
+/// the new owner's answer, with the link that gave it.
+async fn answer_from_owner(
+    cluster: &Cluster,
+    slot: u16,
+    op: &ShardOp,
+    link: ShardLink,
+    first: Result<ShardReply, LinkError>,
+) -> (ShardLink, Result<ShardReply, LinkError>) {
+    match first {
+        Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
+            cluster.refresh().await;
+            let link = cluster.link(cluster.owner_of_slot(slot)).clone();
+            let again = link.send(op).await;
+            (link, again)
+        }
+        first => (link, first),
+    }
+}
+
+/// `bookings.cancel`: asks the booking's home shard, then releases the
+/// booking's seats on the other shards before answering, so that a request
+/// sent after the answer finds them free. The home shard sends the same
+/// releases from its outbox; a second release changes nothing.
+pub(crate) fn cancel(cluster: &Arc<Cluster>, locator: Locator, op: ShardOp) -> Pending {
+    let slot = locator.slot();
+    let link = cluster.link(cluster.owner_of_slot(slot)).clone();
+    let answer = link.send(&op);
+    let cluster = cluster.clone();
+    Box::pin(async move {
+        let (link, result) = answer_from_owner(&cluster, slot, &op, link, answer.await).await;
+        match result {
+            Ok(ShardReply::Cancelled { booking, release }) => {
+                if let Some(release) = release {
+                    release_elsewhere(&cluster, release).await;
+                }
+                Ok(Reply::Booking(booking))
+            }
+            Ok(other) => Err(unexpected_reply(
+                link.shard(),
+                "cancelled",
+                reply_type(&other),
+            )),
+            Err(error) => Err(client_error(&link, error, true)),
+        }
+    })
+}
+
+/// Sends the release of `release` to the owner of each of its slots and
+/// waits for their answers. A shard that does not answer gets the release
+/// from the home shard's outbox later.
+async fn release_elsewhere(cluster: &Cluster, release: Release) {
+    let mut by_link: Vec<(usize, Vec<u16>)> = Vec::new();
+    for slot in release.slots {
+        let link = cluster.owner_of_slot(slot);
+        match by_link.iter_mut().find(|(index, _)| *index == link) {
+            Some((_, slots)) => slots.push(slot),
+            None => by_link.push((link, vec![slot])),
+        }
+    }
+    let sends = by_link.into_iter().map(|(index, slots)| {
+        let op = ShardOp::Finish {
+            txn: release.txn,
+            commit: false,
+            slots,
+        };
+        cluster.link(index).send(&op)
+    });
+    for answer in futures::future::join_all(sends).await {
+        if let Err(error) = answer {
+            tracing::debug!(txn = release.txn, %error, "release left to the home shard");
+        }
+    }
 }
 
 /// Extracts a segment.

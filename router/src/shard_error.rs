@@ -84,6 +84,7 @@ pub(crate) fn reply_type(reply: &ShardReply) -> &'static str {
         ShardReply::Segment { .. } => "segment",
         ShardReply::Seats { .. } => "seats",
         ShardReply::Booking { .. } => "booking",
+        ShardReply::Cancelled { .. } => "cancelled",
         ShardReply::Bookings { .. } => "bookings",
         ShardReply::Prepared => "prepared",
         ShardReply::Outcome { .. } => "outcome",

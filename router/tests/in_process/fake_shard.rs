@@ -196,9 +196,7 @@ impl FakeShard {
                     .cloned()
                     .collect(),
             }),
-            ShardOp::GetBooking { locator, document }
-            | ShardOp::Confirm { locator, document }
-            | ShardOp::Cancel { locator, document } => {
+            ShardOp::GetBooking { locator, document } | ShardOp::Confirm { locator, document } => {
                 let id = Locator(locator).to_string();
                 let found = state
                     .bookings
@@ -207,6 +205,20 @@ impl FakeShard {
                 match found {
                     Some(booking) => Ok(ShardReply::Booking {
                         booking: booking.clone(),
+                    }),
+                    None => Err(Error::UnknownBooking { booking: id }),
+                }
+            }
+            ShardOp::Cancel { locator, document } => {
+                let id = Locator(locator).to_string();
+                let found = state
+                    .bookings
+                    .iter()
+                    .find(|b| b.id == id && b.passenger.document == document);
+                match found {
+                    Some(booking) => Ok(ShardReply::Cancelled {
+                        booking: booking.clone(),
+                        release: None,
                     }),
                     None => Err(Error::UnknownBooking { booking: id }),
                 }

@@ -3,7 +3,7 @@
 
 use trecho_common::error::Error;
 use trecho_common::hashing::slot;
-use trecho_common::internal::{ShardError, ShardReply, TxnId};
+use trecho_common::internal::{Release, ShardError, ShardReply, TxnId};
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::time::format_rfc3339;
 use trecho_common::types::{Booking, BookingStatus, Locator};
@@ -163,7 +163,20 @@ impl State {
             BookingStatus::Cancelled => {}
             BookingStatus::Expired => return Err(invalid_state(locator, status, "cancelled")),
         }
-        Ok(self.booking_reply(locator, now_ms))
+        let Some(booking) = self.booking_view(locator, now_ms) else {
+            return Ok(ShardReply::Ack);
+        };
+        let release = self.bookings.get(&locator).and_then(|record| {
+            let txn = record.txn;
+            let slots: Vec<u16> = self
+                .outbox
+                .range((txn, 0)..=(txn, u16::MAX))
+                .filter(|(_, &commit)| !commit)
+                .map(|(&(_, slot), _)| slot)
+                .collect();
+            (!slots.is_empty()).then_some(Release { txn, slots })
+        });
+        Ok(ShardReply::Cancelled { booking, release })
     }
 
     /// `bookings.get`.

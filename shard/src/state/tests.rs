@@ -8,7 +8,7 @@
 use trecho_common::error::Error;
 use trecho_common::hashing::slot;
 use trecho_common::internal::{
-    AuditReport, ReservationState, ShardError, ShardOp, ShardReply, TxnId,
+    AuditReport, Release, ReservationState, ShardError, ShardOp, ShardReply, TxnId,
 };
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::schedule::SegmentSpec;
@@ -304,7 +304,7 @@ fn request(segments: &[String], seats: u32) -> BookRequest {
 
 fn booking_of(reply: Result<ShardReply, ShardError>) -> Booking {
     match reply {
-        Ok(ShardReply::Booking { booking }) => booking,
+        Ok(ShardReply::Booking { booking } | ShardReply::Cancelled { booking, .. }) => booking,
         other => panic!("expected a booking, got {other:?}"),
     }
 }
@@ -1434,4 +1434,31 @@ fn request_id_elsewhere_is_not_owner() {
         "{rejected:?}"
     );
     assert!(shard.log.is_empty());
+}
+
+#[test]
+fn cancel_returns_the_releases_still_owed() {
+    let mut trip = Trip::prepared(0x5f, None);
+    let now = start_ms() + 100;
+    let booking = booking_of(trip.decide(true, now));
+    trip.deliver_finishes(now);
+    let locator = locator_of(&booking);
+
+    let cancelled = trip.home.cancel(locator, DOCUMENT, now + 10);
+
+    let expected = Release {
+        txn: trip.txn,
+        slots: vec![remote_slot()],
+    };
+    assert!(
+        matches!(&cancelled, Ok(ShardReply::Cancelled { release: Some(release), .. }) if *release == expected),
+        "{cancelled:?}"
+    );
+    trip.deliver_finishes(now + 10);
+    let again = trip.home.cancel(locator, DOCUMENT, now + 20);
+    assert!(
+        matches!(&again, Ok(ShardReply::Cancelled { release: None, .. })),
+        "a cancel after the release was acknowledged owes nothing: {again:?}"
+    );
+    assert_eq!(trip.remote_seats(), CAPACITY);
 }
