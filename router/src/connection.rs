@@ -102,7 +102,7 @@ pub(crate) async fn serve(
         written: 0,
         work: FuturesUnordered::new(),
         in_flight: 0,
-        heard: false,
+        request_since_check: false,
     };
     connection.run(&stream, shutdown).await;
     connection.finish_detached();
@@ -118,7 +118,7 @@ struct Connection {
     /// Requests in progress, counting each request of a batch.
     in_flight: usize,
     /// A request line arrived since the last idle check.
-    heard: bool,
+    request_since_check: bool,
 }
 
 /// Closes a connection that stays idle for a whole timeout: nothing read
@@ -210,7 +210,7 @@ impl Connection {
                 }
                 _ = shutdown.changed(), if input_open => input_open = false,
                 () = idle.tick(), if input_open => {
-                    let quiet = !std::mem::take(&mut self.heard)
+                    let quiet = !std::mem::take(&mut self.request_since_check)
                         && self.in_flight == 0
                         && self.out.is_empty();
                     if idle.timed_out(quiet) {
@@ -236,7 +236,7 @@ impl Connection {
         while self.has_room() {
             match reader.next_frame().await {
                 Ok(Some(Frame::Line(line))) => {
-                    self.heard = true;
+                    self.request_since_check = true;
                     self.handle_line(line);
                 }
                 Ok(Some(Frame::TooLong)) => {

@@ -46,9 +46,9 @@ pub(crate) fn forward(
     })
 }
 
-/// Returns `first`, the answer of `link` to `op`, unless that shard
-/// rejected it for not owning `slot`: then refreshes the map and returns
-/// the new owner's answer, with the link that gave it.
+/// Returns `first`, the response of `link` to `op`, unless that shard
+/// rejected `op` because it does not own `slot`. Then it refreshes the map
+/// and returns the new owner's response, with the new owner's link.
 async fn answer_from_owner(
     cluster: &Cluster,
     slot: u16,
@@ -96,8 +96,8 @@ pub(crate) fn cancel(cluster: &Arc<Cluster>, locator: Locator, op: ShardOp) -> P
 }
 
 /// Sends the release of `release` to the owner of each of its slots and
-/// waits for their answers. A shard that does not answer gets the release
-/// from the home shard's outbox later.
+/// waits for their responses. A shard that does not respond gets the
+/// release from the home shard's outbox later.
 async fn release_elsewhere(cluster: &Cluster, release: Release) {
     let mut by_link: Vec<(usize, Vec<u16>)> = Vec::new();
     for slot in release.slots {

@@ -332,8 +332,8 @@ fn to_segment(spec: &SegmentSpec, seats_left: u32) -> Segment {
 }
 
 /// Sends each owning shard one request for the seats left on its
-/// candidate segments, and returns the answers to come with the shard and
-/// the candidates' indices.
+/// candidate segments. Returns one future per shard, which resolves to the
+/// shard's id, the candidates' indices and the shard's response.
 fn ask_seats(
     cluster: &Cluster,
     candidates: &Candidates,
