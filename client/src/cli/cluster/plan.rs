@@ -60,6 +60,7 @@ impl Plan {
             ),
             None => None,
         };
+        check_shard_count(&args.data_dir, args.shards)?;
         let mut shards = Vec::new();
         for (id, address) in (0..).zip(addresses) {
             let data_dir = create_data_dir(&args.data_dir, id)?;
@@ -208,6 +209,32 @@ fn pick_shard_addresses(router_port: u16, count: u32) -> anyhow::Result<Vec<Stri
         .collect()
 }
 
+/// Rejects a data folder that holds shards of a cluster with another number
+/// of shards: each shard keeps the slots it was seeded with, so those
+/// shards would refuse the new split, after the new ones were seeded.
+fn check_shard_count(root: &Path, shards: u32) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(());
+    };
+    let seeded = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().join("meta.json").is_file())
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("shard-")?.parse::<u32>().ok()
+        })
+        .max()
+        .map(|last| last + 1);
+    match seeded {
+        Some(count) if count != shards => anyhow::bail!(
+            "the data folder {} holds a cluster of {count} shards; start it with --shards \
+             {count}, or give another --data-dir for a cluster of {shards} shards",
+            root.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn create_data_dir(root: &Path, id: u32) -> anyhow::Result<PathBuf> {
     let dir = root.join(format!("shard-{id}"));
     std::fs::create_dir_all(&dir)
@@ -301,6 +328,24 @@ mod tests {
         assert!(plan
             .banner()
             .contains("trecho trip GRU SSA --date 2026-12-21"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn data_folder_of_another_size_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("trecho-count-{}", std::process::id()));
+        for id in 0..3 {
+            let shard = dir.join(format!("shard-{id}"));
+            std::fs::create_dir_all(&shard).unwrap();
+            std::fs::write(shard.join("meta.json"), "{}").unwrap();
+        }
+
+        let error = check_shard_count(&dir, 4).unwrap_err().to_string();
+
+        assert!(error.contains("holds a cluster of 3 shards"), "{error}");
+        assert!(check_shard_count(&dir, 3).is_ok());
+        assert!(!dir.join("shard-3").exists());
+        assert!(check_shard_count(&dir.join("missing"), 4).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
