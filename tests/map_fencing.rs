@@ -303,3 +303,30 @@ async fn stale_router_finds_complete_routes() {
     assert!(!found.routes.is_empty(), "no route from GRU to POA");
     assert!(cluster.log("router").contains("shard map refreshed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_router_trip_claims_request_id() {
+    let cluster = stale_router_cluster().await;
+    let client = cluster.client().await;
+    let segments = hub_segments(&client).await;
+    let on_0 = &ids_in(&segments, &STAYED_ON_0, 1)[0];
+    let on_2 = &ids_in(&segments, &STAYED_ON_2, 1)[0];
+    // Both maps make shard 2 the home of the trip. The router's map also
+    // gives shard 2 the document, which the shards' map gives shard 1.
+    let document = document_in(&(10922..=12000));
+    let params = |segments: &[&str]| BookParams {
+        request_id: Some("claim-2".to_owned()),
+        ..book_params(&document, segments, 1)
+    };
+
+    let first = client
+        .create(params(&[on_2, on_0]))
+        .await
+        .expect("the trip failed");
+    // Another home, shard 0: only the document's shard can see the reuse.
+    let reused = client.create(params(&[on_0])).await;
+    let again = client.create(params(&[on_2, on_0])).await;
+
+    assert_eq!(kind_of(&reused), "request_id_reused");
+    assert_eq!(again.expect("the retry failed").id, first.id);
+}

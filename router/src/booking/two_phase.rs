@@ -72,7 +72,10 @@ pub(super) fn start(
         links: groups.iter().map(|g| g.link).collect(),
         slots: groups
             .iter()
-            .map(|g| participant_slots(g, &request.passenger.document))
+            .map(|g| {
+                let claims = claim_at == Some(g.link);
+                participant_slots(g, &request.passenger.document, claims)
+            })
             .collect(),
         segments: request.segments.clone(),
         cluster,
@@ -108,18 +111,17 @@ pub(super) fn start(
     })
 }
 
-/// Returns the distinct slots of the group's segments, or the slot of
-/// `document` for a group without segments, which only claims the request
-/// id there.
-fn participant_slots(group: &Group, document: &str) -> Vec<u16> {
-    if group.segments.is_empty() {
-        return vec![slot(document)];
-    }
-    let mut slots: Vec<u16> = Vec::with_capacity(group.segments.len());
-    for segment in &group.segments {
-        let segment_slot = slot(segment);
-        if !slots.contains(&segment_slot) {
-            slots.push(segment_slot);
+/// Returns the distinct slots of the group's segments, and the slot of
+/// `document` when the group claims the request id there. The home shard
+/// checks that the document's slot is among the participant slots unless
+/// it owns that slot itself.
+fn participant_slots(group: &Group, document: &str, claims: bool) -> Vec<u16> {
+    let mut slots: Vec<u16> = Vec::with_capacity(group.segments.len() + 1);
+    let document_slot = claims.then(|| slot(document));
+    let segment_slots = group.segments.iter().map(|segment| slot(segment));
+    for participant_slot in segment_slots.chain(document_slot) {
+        if !slots.contains(&participant_slot) {
+            slots.push(participant_slot);
         }
     }
     slots

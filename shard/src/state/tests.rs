@@ -1462,3 +1462,30 @@ fn cancel_returns_the_releases_still_owed() {
     );
     assert_eq!(trip.remote_seats(), CAPACITY);
 }
+
+#[test]
+fn home_prepare_needs_the_document_owner() {
+    let mut trip = Trip::new(0x60, None, Some("r-10"));
+    trip.request.passenger.document = remote_document();
+    let now = start_ms();
+    let segments = trip.request.segments.clone();
+    let document_slot = slot(&remote_document());
+
+    // The request id's owner takes no part: the home must not keep it.
+    let without_claim = trip.prepare_op(&segments[..1], true);
+    let rejected = trip.home.handle(without_claim, now);
+    assert!(
+        matches!(rejected, Err(ShardError::NotOwner { slot, .. }) if slot == document_slot),
+        "{rejected:?}"
+    );
+    assert!(trip.home.log.is_empty());
+
+    let mut with_claim = trip.prepare_op(&segments[..1], true);
+    if let ShardOp::Prepare {
+        participant_slots, ..
+    } = &mut with_claim
+    {
+        participant_slots.push(document_slot);
+    }
+    assert_eq!(trip.home.handle(with_claim, now), Ok(ShardReply::Prepared));
+}

@@ -73,6 +73,15 @@ impl State {
         }
         if let Some(booking) = &prepare.booking {
             self.check_slot(prepare.home_slot)?;
+            if booking.request_id.is_some() {
+                // The owner of the document's slot keeps the document's
+                // request ids: this shard, or a participant that claims
+                // the request id there.
+                let document_slot = slot(&booking.passenger.document);
+                if !prepare.participant_slots.contains(&document_slot) {
+                    self.check_slot(document_slot)?;
+                }
+            }
             if let Prior::Booked(locator) = self.prior_attempt(booking, Some(prepare.txn), sink)? {
                 return Ok(self.booking_reply(locator, now_ms));
             }
