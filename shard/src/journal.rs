@@ -3,8 +3,11 @@
 //!
 //! Replay applies every intact line in order. The first line whose checksum
 //! does not match, or a last line without its newline, is a write torn by a
-//! crash: no reply was sent for anything from there on, so the file is
-//! truncated at that line.
+//! crash when no intact line follows it: no reply was sent for anything
+//! from there on, so the file is truncated at that line. When intact lines
+//! do follow, the file was damaged some other way, and replay stops with
+//! [`Error::Damaged`] without changing it, because those lines hold
+//! records that were acknowledged.
 //!
 //! The file is grown ahead of its records by [`PREALLOCATE`] bytes of
 //! zeros, synced once. Records then overwrite zeros in place, so the
@@ -20,7 +23,7 @@
 pub(crate) mod writer;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,6 +51,19 @@ pub enum Error {
         line: u64,
         /// The parser's message.
         reason: String,
+    },
+    /// A line is damaged but intact records follow it, so it is not a
+    /// write cut short by a crash.
+    #[error("journal {path} is damaged at line {line} (byte {offset}) and {intact_after} intact records follow it, so this is not a write cut short by a crash; nothing was changed. Restore the data directory from a backup, or truncate the journal at byte {offset} to give up the records after it")]
+    Damaged {
+        /// The journal file.
+        path: PathBuf,
+        /// Number of the damaged line, from 1.
+        line: u64,
+        /// Byte offset where the damaged line starts.
+        offset: u64,
+        /// Lines with a valid checksum after it.
+        intact_after: u64,
     },
     /// A record contradicts the state built so far.
     #[error("journal {path} line {line}: {source}; the journal does not match segments.json")]
@@ -234,17 +250,22 @@ fn apply_lines(
             _ => None,
         };
         let Some(json) = json else {
-            let rest = total - stats.bytes;
-            let zeros = line.iter().all(|&byte| byte == 0)
-                && rest_is_zeros(reader, &mut line).map_err(|source| Error::Io {
+            let io = |source| Error::Io {
+                path: path.to_owned(),
+                source,
+            };
+            let tail = inspect_tail(reader, &line).map_err(io)?;
+            if tail.intact_lines > 0 {
+                return Err(Error::Damaged {
                     path: path.to_owned(),
-                    source,
-                })?;
-            if zeros {
-                stats.preallocated = rest;
-            } else {
-                stats.truncated = rest;
+                    line: stats.records + 1,
+                    offset: stats.bytes,
+                    intact_after: tail.intact_lines,
+                });
             }
+            let rest = total - stats.bytes;
+            stats.truncated = tail.written;
+            stats.preallocated = rest - tail.written;
             return Ok(stats);
         };
         let number = stats.records + 1;
@@ -263,16 +284,40 @@ fn apply_lines(
     }
 }
 
-/// Reads `reader` to its end and returns whether it held only zeros.
-fn rest_is_zeros(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut zeros = true;
+/// What follows the first line that is not an intact record.
+struct Tail {
+    /// Bytes up to the last non-zero one, counted from that line's start;
+    /// the zeros after them were written ahead of the records.
+    written: u64,
+    /// Lines after it whose checksum matches.
+    intact_lines: u64,
+}
+
+/// Reads the rest of the journal after `first`, the first line that is not
+/// an intact record.
+fn inspect_tail(reader: &mut impl BufRead, first: &[u8]) -> std::io::Result<Tail> {
+    let last_written = |bytes: &[u8]| bytes.iter().rposition(|&byte| byte != 0);
+    let mut tail = Tail {
+        written: last_written(first).map_or(0, |at| at as u64 + 1),
+        intact_lines: 0,
+    };
+    let mut offset = first.len() as u64;
+    let mut line = Vec::with_capacity(4096);
     loop {
-        buf.clear();
-        let read = reader.by_ref().take(64 * 1024).read_to_end(buf)?;
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
         if read == 0 {
-            return Ok(zeros);
+            return Ok(tail);
         }
-        zeros &= buf.iter().all(|&byte| byte == 0);
+        if let Some(at) = last_written(&line) {
+            tail.written = offset + at as u64 + 1;
+        }
+        if let Some((b'\n', body)) = line.split_last() {
+            if decode_line(body).is_some() {
+                tail.intact_lines += 1;
+            }
+        }
+        offset += read as u64;
     }
 }
 

@@ -319,8 +319,8 @@ fn torn_record_in_zeros_truncated() {
     let (_file, stats) = replay(&path, &mut replayed).expect("a torn tail is not an error");
 
     assert_eq!(stats.records, 2);
-    assert_eq!(stats.truncated, PREALLOCATE);
-    assert_eq!(stats.preallocated, 0);
+    assert_eq!(stats.truncated, torn.len() as u64);
+    assert_eq!(stats.preallocated, PREALLOCATE - torn.len() as u64);
     assert_eq!(audit(&mut replayed).segments[0].taken, 5);
 }
 
@@ -358,4 +358,38 @@ fn journal_grows_past_its_zeros() {
     assert_eq!(stats.bytes, bytes as u64);
     assert_eq!(stats.truncated, 0);
     assert!(stats.preallocated > 0, "{stats:?}");
+}
+
+#[test]
+fn damaged_line_before_intact_records_stops_replay() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("journal.log");
+    let (_, records) = busy_state();
+    let mut bytes = Vec::new();
+    encode(&records[0], &mut bytes);
+    let second = bytes.len();
+    records[1..]
+        .iter()
+        .for_each(|record| encode(record, &mut bytes));
+    // Flip one bit inside the second record's JSON.
+    bytes[second + 20] ^= 0x01;
+    write_raw(&path, &bytes);
+
+    let error = replay(&path, &mut state()).expect_err("a damaged middle stops replay");
+
+    match error {
+        Error::Damaged {
+            line,
+            offset,
+            intact_after,
+            ..
+        } => {
+            assert_eq!(line, 2);
+            assert_eq!(offset, second as u64);
+            assert_eq!(intact_after, 1);
+        }
+        other => panic!("expected a damaged journal, got {other}"),
+    }
+    let kept = fs::read(&path).expect("journal exists");
+    assert_eq!(kept, bytes, "the journal is left as it was");
 }
