@@ -102,7 +102,6 @@ pub(crate) async fn serve(
         written: 0,
         work: FuturesUnordered::new(),
         in_flight: 0,
-        request_since_check: false,
     };
     connection.run(&stream, shutdown).await;
     connection.finish_detached();
@@ -117,11 +116,9 @@ struct Connection {
     work: FuturesUnordered<Work>,
     /// Requests in progress, counting each request of a batch.
     in_flight: usize,
-    /// A request line arrived since the last idle check.
-    request_since_check: bool,
 }
 
-/// Closes a connection that stays idle for a whole timeout: nothing read
+/// Closes a connection that stays idle for a whole timeout: no byte read
 /// and nothing in progress. It checks twice per timeout rather than
 /// resetting a timer on every request, so an idle connection closes
 /// between one and one and a half timeouts after its last request.
@@ -129,6 +126,8 @@ struct IdleCheck {
     ticks: Option<Interval>,
     /// Checks in a row that found the connection idle.
     idle_checks: u32,
+    /// Bytes the connection had sent at the last check.
+    bytes_seen: u64,
 }
 
 impl IdleCheck {
@@ -142,6 +141,7 @@ impl IdleCheck {
         IdleCheck {
             ticks,
             idle_checks: 0,
+            bytes_seen: 0,
         }
     }
 
@@ -156,8 +156,16 @@ impl IdleCheck {
     }
 
     /// Records one check and returns whether the timeout has passed.
-    fn timed_out(&mut self, idle: bool) -> bool {
-        self.idle_checks = if idle { self.idle_checks + 1 } else { 0 };
+    /// `quiet` tells that nothing is in progress or waiting to be written,
+    /// and `bytes_read` counts what the client sent so far, part of a line
+    /// included.
+    fn timed_out(&mut self, quiet: bool, bytes_read: u64) -> bool {
+        let sent = std::mem::replace(&mut self.bytes_seen, bytes_read) != bytes_read;
+        self.idle_checks = if quiet && !sent {
+            self.idle_checks + 1
+        } else {
+            0
+        };
         self.idle_checks >= 2
     }
 }
@@ -210,10 +218,8 @@ impl Connection {
                 }
                 _ = shutdown.changed(), if input_open => input_open = false,
                 () = idle.tick(), if input_open => {
-                    let quiet = !std::mem::take(&mut self.request_since_check)
-                        && self.in_flight == 0
-                        && self.out.is_empty();
-                    if idle.timed_out(quiet) {
+                    let quiet = self.in_flight == 0 && self.out.is_empty();
+                    if idle.timed_out(quiet, reader.bytes_read()) {
                         tracing::debug!("connection idle past the idle timeout, closing");
                         return;
                     }
@@ -235,10 +241,7 @@ impl Connection {
     async fn read_requests(&mut self, reader: &mut LineReader<TryReader<'_>>) -> ReadEnd {
         while self.has_room() {
             match reader.next_frame().await {
-                Ok(Some(Frame::Line(line))) => {
-                    self.request_since_check = true;
-                    self.handle_line(line);
-                }
+                Ok(Some(Frame::Line(line))) => self.handle_line(line),
                 Ok(Some(Frame::TooLong)) => {
                     tracing::debug!(max_line = self.limits.max_line, "request line too long");
                     let error = line_too_long(self.limits.max_line);

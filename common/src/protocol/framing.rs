@@ -30,6 +30,8 @@ pub struct LineReader<R> {
     scanned: usize,
     max_line: usize,
     discarding: bool,
+    /// Bytes read from `inner` so far.
+    bytes_read: u64,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -44,7 +46,14 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             scanned: 0,
             max_line,
             discarding: false,
+            bytes_read: 0,
         }
+    }
+
+    /// Returns how many bytes were read from the stream so far, complete
+    /// lines or not.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// Returns whether a complete line is already buffered, so that a caller
@@ -102,6 +111,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     async fn read_more(&mut self) -> std::io::Result<usize> {
         let read = self.inner.read(&mut self.buf[self.filled..]).await?;
         self.filled += read;
+        self.bytes_read += read as u64;
         Ok(read)
     }
 

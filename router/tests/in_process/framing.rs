@@ -424,3 +424,20 @@ async fn zero_idle_timeout_keeps_connections_open() {
     assert_pong(&client.json().await, 1);
     router.stop().await;
 }
+
+#[tokio::test]
+async fn slowly_arriving_line_outlives_idle_timeout() {
+    let shard = FakeShard::start(0).await;
+    let router = start_router(&[&shard], |config| config.idle_timeout_ms = 200).await;
+    let mut client = Client::connect(&router.address).await;
+
+    // One byte every 50 ms: the line takes longer than the timeout, but
+    // the connection is never silent for long.
+    for byte in PING {
+        client.send(&[*byte]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_pong(&client.json().await, 1);
+    router.stop().await;
+}
