@@ -182,8 +182,9 @@ pub(crate) fn open(
     };
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let lock = DataDirLock::acquire(dir)?;
-    check_meta(dir, shard_id, map)?;
-    if path.exists() {
+    let seeded = path.exists();
+    check_meta(dir, shard_id, map, seeded)?;
+    if seeded {
         let started = std::time::Instant::now();
         let catalog = load_segments(&path)?;
         tracing::info!(
@@ -212,7 +213,10 @@ pub(crate) fn open(
     Ok((lock, catalog))
 }
 
-fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap) -> Result<(), Error> {
+/// Checks `meta.json` against this shard, or writes it for a directory
+/// that is not `seeded` yet: one whose first seeding never finished holds
+/// no data for an older `meta.json` to protect.
+fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap, seeded: bool) -> Result<(), Error> {
     let slots = map
         .shards
         .iter()
@@ -220,7 +224,7 @@ fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap) -> Result<(), Error> {
         .map(|shard| shard.slots.clone())
         .unwrap_or_default();
     let path = dir.join(META_FILE);
-    if !path.exists() {
+    if !seeded || !path.exists() {
         let meta = Meta {
             shard_id,
             map_version: map.version,

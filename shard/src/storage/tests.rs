@@ -191,3 +191,23 @@ fn merge_ranges_joins_touching_and_overlapping() {
         vec![[0, 16383]]
     );
 }
+
+#[test]
+fn unfinished_seeding_takes_the_new_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = seed(dir.path());
+    let data = dir.path().join("data");
+    let first = ShardMap::parse_spec(1, "0=a:1@0-8191;1=b:1@8192-16383").unwrap();
+    open(&data, 0, &first, &source).unwrap();
+    // A crash during the first seeding leaves meta.json without segments.
+    fs::remove_file(data.join(SEGMENTS_FILE)).unwrap();
+
+    let other = ShardMap::parse_spec(1, "0=a:1@0-4095;1=b:1@4096-16383").unwrap();
+    let (_lock, catalog) = open(&data, 0, &other, &source).unwrap();
+
+    assert!(catalog
+        .entries()
+        .all(|(_, entry)| other.owns(0, trecho_common::hashing::slot(&catalog.id_of(entry)))));
+    let meta = fs::read_to_string(data.join(META_FILE)).unwrap();
+    assert!(meta.contains("4095"), "{meta}");
+}
