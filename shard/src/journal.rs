@@ -165,7 +165,7 @@ pub(crate) struct ReplayStats {
     pub records: u64,
     /// Bytes kept.
     pub bytes: u64,
-    /// Bytes of a torn tail that were cut off.
+    /// Bytes other than zero in the torn tail that was cut off.
     pub truncated: u64,
     /// Bytes of zeros after the last record that were cut off.
     pub preallocated: u64,
@@ -265,7 +265,7 @@ fn apply_lines(
             }
             let rest = total - stats.bytes;
             stats.truncated = tail.written;
-            stats.preallocated = rest - tail.written;
+            stats.preallocated = rest.saturating_sub(tail.written);
             return Ok(stats);
         };
         let number = stats.records + 1;
@@ -286,38 +286,48 @@ fn apply_lines(
 
 /// What follows the first line that is not an intact record.
 struct Tail {
-    /// Bytes up to the last non-zero one, counted from that line's start;
-    /// the zeros after them were written ahead of the records.
+    /// Bytes other than zero, which a write put there; the zeros were
+    /// written ahead of the records.
     written: u64,
-    /// Lines after it whose checksum matches.
+    /// Intact records after it, including one that starts right after a
+    /// run of zeros inside a line.
     intact_lines: u64,
 }
 
-/// Reads the rest of the journal after `first`, the first line that is not
-/// an intact record.
+/// Reads the rest of the journal after the start of `first`, the first
+/// line that is not an intact record.
 fn inspect_tail(reader: &mut impl BufRead, first: &[u8]) -> std::io::Result<Tail> {
-    let last_written = |bytes: &[u8]| bytes.iter().rposition(|&byte| byte != 0);
     let mut tail = Tail {
-        written: last_written(first).map_or(0, |at| at as u64 + 1),
+        written: 0,
         intact_lines: 0,
     };
-    let mut offset = first.len() as u64;
-    let mut line = Vec::with_capacity(4096);
-    loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 {
-            return Ok(tail);
-        }
-        if let Some(at) = last_written(&line) {
-            tail.written = offset + at as u64 + 1;
-        }
-        if let Some((b'\n', body)) = line.split_last() {
+    let inspect = |line: &[u8], tail: &mut Tail| {
+        tail.written += line.iter().filter(|&&byte| byte != 0).count() as u64;
+        // A record written after a hole of zeros shares its "line" with
+        // the zeros; it starts after the last of them.
+        let after_zeros = match line.iter().rposition(|&byte| byte == 0) {
+            Some(at) => &line[at + 1..],
+            None => line,
+        };
+        if let Some((b'\n', body)) = after_zeros.split_last() {
             if decode_line(body).is_some() {
                 tail.intact_lines += 1;
             }
         }
-        offset += read as u64;
+    };
+    // The first line failed as a whole, but may hide a record after zeros.
+    if first.contains(&0) {
+        inspect(first, &mut tail);
+    } else {
+        tail.written += first.len() as u64;
+    }
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(tail);
+        }
+        inspect(&line, &mut tail);
     }
 }
 

@@ -393,3 +393,51 @@ fn damaged_line_before_intact_records_stops_replay() {
     let kept = fs::read(&path).expect("journal exists");
     assert_eq!(kept, bytes, "the journal is left as it was");
 }
+
+#[test]
+fn record_after_a_hole_of_zeros_stops_replay() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("journal.log");
+    let (_, records) = busy_state();
+    let mut bytes = Vec::new();
+    encode(&records[0], &mut bytes);
+    let second = bytes.len();
+    encode(&records[1], &mut bytes);
+    let third = bytes.len();
+    encode(&records[2], &mut bytes);
+    // The second record's end and its newline never reached the disk.
+    bytes[second + 10..third].fill(0);
+    write_raw(&path, &bytes);
+
+    let error = replay(&path, &mut state()).expect_err("a hole before a record stops replay");
+
+    assert!(
+        matches!(
+            error,
+            Error::Damaged {
+                line: 2,
+                intact_after: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn torn_tail_counts_written_bytes_only() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("journal.log");
+    let (_, records) = busy_state();
+    let (mut file, _) = replay(&path, &mut state()).expect("an empty journal replays");
+    append(&mut file, &records[..1]).expect("the record is written");
+    drop(file);
+    // A stray byte at the very end, after the zeros written ahead.
+    write_raw(&path, b"x");
+
+    let (_file, stats) = replay(&path, &mut state()).expect("a torn tail is not an error");
+
+    assert_eq!(stats.records, 1);
+    assert_eq!(stats.truncated, 1);
+    assert_eq!(stats.preallocated, PREALLOCATE);
+}
