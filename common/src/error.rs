@@ -79,7 +79,7 @@ pub enum Error {
         retry_after_ms: u64,
     },
     /// The shard was lost mid-request; the change may or may not have happened.
-    #[error("outcome unknown: shard {shard} was lost mid-request; retry with the same request_id to learn the outcome")]
+    #[error("outcome unknown: shard {shard} was lost mid-request; send the same request again (a booking with the same request_id) to learn the outcome")]
     OutcomeUnknown {
         /// The shard's id.
         shard: u32,
