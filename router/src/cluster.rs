@@ -1,10 +1,10 @@
 //! What every request handler shares: the shard map, one link per shard, the
 //! schedule and its route index.
 //!
-//! The shards own the map. The router routes with the newest map it has
-//! seen, and refreshes it from the shards when one of them rejects a
-//! request for a slot it does not own (see [`Cluster::refresh`]). Lookups read one atomic
-//! per slot, so requests take no lock.
+//! The shards own the map. The router routes with the map it has, and
+//! refreshes it from the shards when one of them rejects a request for a
+//! slot it does not own (see [`Cluster::refresh`]). Lookups read one
+//! atomic per slot, so requests take no lock.
 
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,8 +110,9 @@ impl Cluster {
         true
     }
 
-    /// Requests the map of every shard and routes by the newest one, if it
-    /// is newer than the map in use. Callers that find a slot owned
+    /// Requests the map of every shard and routes by the newest one when it
+    /// differs from the map in use, even when its version is lower: a map
+    /// that no shard holds is wrong. Callers that find a slot owned
     /// elsewhere call this before they retry. While one refresh runs, the
     /// others wait for it and then return without a request of their own.
     pub(crate) async fn refresh(&self) {
