@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use trecho_common::error::Error;
 use trecho_common::hashing::slot;
-use trecho_common::internal::{ShardError, ShardOp};
-use trecho_common::link::LinkError;
+use trecho_common::internal::{ShardError, ShardOp, ShardReply};
+use trecho_common::link::{LinkError, ShardLink};
 use trecho_common::protocol::methods::BookRequest;
 
 use crate::cluster::Cluster;
 use crate::dispatch::Pending;
 use crate::forward::expect_booking;
+use crate::response::Reply;
 use crate::shard_error::{client_error, unexpected_reply};
 
 /// The segments of a booking that live on one shard.
@@ -72,9 +73,7 @@ pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
                     };
                     book_once(&cluster, request).await
                 }
-                Ok(reply) => expect_booking(reply)
-                    .map_err(|other| unexpected_reply(link.shard(), "booking", other)),
-                Err(error) => Err(client_error(&link, error, true)),
+                answer => booking_result(&link, answer),
             }
         });
     }
@@ -99,13 +98,18 @@ fn book_once(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
     }
     let link = cluster.link(groups[0].link).clone();
     let answer = link.send(&ShardOp::Book { request });
-    Box::pin(async move {
-        match answer.await {
-            Ok(reply) => expect_booking(reply)
-                .map_err(|other| unexpected_reply(link.shard(), "booking", other)),
-            Err(error) => Err(client_error(&link, error, true)),
+    Box::pin(async move { booking_result(&link, answer.await) })
+}
+
+/// Returns the client's result for a single-shard booking's answer from
+/// `link`.
+fn booking_result(link: &ShardLink, answer: Result<ShardReply, LinkError>) -> Result<Reply, Error> {
+    match answer {
+        Ok(reply) => {
+            expect_booking(reply).map_err(|other| unexpected_reply(link.shard(), "booking", other))
         }
-    })
+        Err(error) => Err(client_error(link, error, true)),
+    }
 }
 
 /// Groups the booking's segments by owner, home first, and adds the shard

@@ -1,6 +1,7 @@
 //! Requests that go to exactly one shard: `segments.get`, the single-shard
 //! booking, and `bookings.confirm`, `cancel` and `get`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use trecho_common::hashing::slot;
@@ -32,11 +33,9 @@ pub(crate) fn forward(
     expect: Expect,
 ) -> Pending {
     let write = op.is_write();
-    let link = cluster.link(cluster.owner_of_slot(slot)).clone();
-    let answer = link.send(&op);
-    let cluster = cluster.clone();
+    let answer = send_to_owner(cluster, slot, op);
     Box::pin(async move {
-        let (link, result) = answer_from_owner(&cluster, slot, &op, link, answer.await).await;
+        let (link, result) = answer.await;
         match result {
             Ok(reply) => {
                 expect(reply).map_err(|other| unexpected_reply(link.shard(), expected, other))
@@ -46,24 +45,28 @@ pub(crate) fn forward(
     })
 }
 
-/// Returns `first`, the response of `link` to `op`, unless that shard
-/// rejected `op` because it does not own `slot`. Then it refreshes the map
-/// and returns the new owner's response, with the new owner's link.
-async fn answer_from_owner(
-    cluster: &Cluster,
+/// Sends `op` now to the shard that owns `slot`, and returns the future of
+/// its response with the link that gave it. When that shard rejects `op`
+/// because it does not own `slot`, the future refreshes the map and takes
+/// the new owner's response instead.
+fn send_to_owner(
+    cluster: &Arc<Cluster>,
     slot: u16,
-    op: &ShardOp,
-    link: ShardLink,
-    first: Result<ShardReply, LinkError>,
-) -> (ShardLink, Result<ShardReply, LinkError>) {
-    match first {
-        Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
-            cluster.refresh().await;
-            let link = cluster.link(cluster.owner_of_slot(slot)).clone();
-            let again = link.send(op).await;
-            (link, again)
+    op: ShardOp,
+) -> impl Future<Output = (ShardLink, Result<ShardReply, LinkError>)> + Send + 'static {
+    let link = cluster.link(cluster.owner_of_slot(slot)).clone();
+    let first = link.send(&op);
+    let cluster = cluster.clone();
+    async move {
+        match first.await {
+            Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
+                cluster.refresh().await;
+                let link = cluster.link(cluster.owner_of_slot(slot)).clone();
+                let again = link.send(&op).await;
+                (link, again)
+            }
+            first => (link, first),
         }
-        first => (link, first),
     }
 }
 
@@ -72,12 +75,10 @@ async fn answer_from_owner(
 /// sent after the answer finds them free. The home shard sends the same
 /// releases from its outbox; a second release changes nothing.
 pub(crate) fn cancel(cluster: &Arc<Cluster>, locator: Locator, op: ShardOp) -> Pending {
-    let slot = locator.slot();
-    let link = cluster.link(cluster.owner_of_slot(slot)).clone();
-    let answer = link.send(&op);
+    let answer = send_to_owner(cluster, locator.slot(), op);
     let cluster = cluster.clone();
     Box::pin(async move {
-        let (link, result) = answer_from_owner(&cluster, slot, &op, link, answer.await).await;
+        let (link, result) = answer.await;
         match result {
             Ok(ShardReply::Cancelled { booking, release }) => {
                 if let Some(release) = release {
