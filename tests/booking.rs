@@ -14,7 +14,9 @@ use trecho_client::audit::{self, ExpectedBooking};
 use trecho_client::{BookingStatus, Client, ClientError, RawConnection};
 use trecho_tests::start_cluster;
 
-use common::{book_params, days_ahead, fill_until, kind_of, segments_by_shard, CALL_TIMEOUT};
+use common::{
+    book_params, days_ahead, fill_until, kind_of, seats_left, segments_by_shard, CALL_TIMEOUT,
+};
 
 /// Runs the cluster audit and fails with its report on any violation.
 async fn assert_audit_clean(router: &str, expected: Vec<ExpectedBooking>) {
@@ -26,14 +28,6 @@ async fn assert_audit_clean(router: &str, expected: Vec<ExpectedBooking>) {
         .await
         .expect("the audit could not read the cluster");
     assert!(report.is_clean(), "{report}");
-}
-
-async fn seats_left(client: &Client, segment: &str) -> u32 {
-    client
-        .segment(segment)
-        .await
-        .expect("segments.get failed")
-        .seats_left
 }
 
 /// Returns one segment id on each of `count` different shards, or panics.

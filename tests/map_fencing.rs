@@ -7,7 +7,7 @@ mod common;
 
 use std::ops::RangeInclusive;
 
-use common::{book_params, days_ahead, departures, kind_of, CALL_TIMEOUT, HUBS};
+use common::{book_params, days_ahead, departures, kind_of, seats_left, CALL_TIMEOUT, HUBS};
 use trecho_client::{BookParams, Client, RoutesParams, Segment};
 use trecho_common::hashing::slot;
 use trecho_tests::{even_ranges, Cluster};
@@ -65,14 +65,6 @@ fn ids_in(segments: &[Segment], range: &RangeInclusive<u16>, count: usize) -> Ve
         ids.len()
     );
     ids
-}
-
-async fn seats_left(client: &Client, segment: &str) -> u32 {
-    client
-        .segment(segment)
-        .await
-        .expect("segments.get failed")
-        .seats_left
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,15 @@ pub async fn segments_by_shard(client: &Client, date: &str) -> FxHashMap<u32, Ve
     by_shard
 }
 
+/// Returns the seats left on `segment`.
+pub async fn seats_left(client: &Client, segment: &str) -> u32 {
+    client
+        .segment(segment)
+        .await
+        .expect("segments.get failed")
+        .seats_left
+}
+
 /// Returns every segment departing from `origin` on `date`.
 pub async fn departures(client: &Client, origin: &str, date: &str) -> Vec<Segment> {
     let params = SearchParams {

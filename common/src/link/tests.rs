@@ -146,8 +146,11 @@ async fn unreachable_shard_fails_fast_and_link_recovers() {
     assert!(link.is_healthy());
 }
 
-#[tokio::test]
-async fn refusal_is_returned_as_remote_error() {
+/// Starts a shard that serves one connection, answering each request in
+/// order with `answer`, and returns its address.
+async fn answering_shard(
+    answer: impl Fn(&InternalRequest) -> InternalResult + Send + 'static,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -156,24 +159,30 @@ async fn refusal_is_returned_as_remote_error() {
         let mut lines = BufReader::new(read).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let request: InternalRequest = serde_json::from_str(&line).unwrap();
-            let result = match request.op {
-                ShardOp::Ping => InternalResult::Ok(ShardReply::Pong),
-                _ => InternalResult::Err(ShardError::NotOwner {
-                    slot: 1,
-                    shard: 0,
-                    map_version: 2,
-                    owner: None,
-                }),
-            };
             let response = InternalResponse {
                 id: request.id,
-                result,
+                result: answer(&request),
             };
             let mut out = serde_json::to_vec(&response).unwrap();
             out.push(b'\n');
             write.write_all(&out).await.unwrap();
         }
     });
+    address
+}
+
+#[tokio::test]
+async fn refusal_is_returned_as_remote_error() {
+    let address = answering_shard(|request| match request.op {
+        ShardOp::Ping => InternalResult::Ok(ShardReply::Pong),
+        _ => InternalResult::Err(ShardError::NotOwner {
+            slot: 1,
+            shard: 0,
+            map_version: 2,
+            owner: None,
+        }),
+    })
+    .await;
     let link = ShardLink::spawn(0, address, quick_options());
     let error = link.call(&seats_op()).await.unwrap_err();
     assert!(
@@ -187,25 +196,12 @@ async fn refusal_is_returned_as_remote_error() {
 
 #[tokio::test]
 async fn requests_carry_current_map_version() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
     let (seen, mut versions) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let request: InternalRequest = serde_json::from_str(&line).unwrap();
-            let _ = seen.send((request.id, request.map_version));
-            let response = InternalResponse {
-                id: request.id,
-                result: InternalResult::Ok(ShardReply::Pong),
-            };
-            let mut text = serde_json::to_string(&response).unwrap();
-            text.push('\n');
-            write.write_all(text.as_bytes()).await.unwrap();
-        }
-    });
+    let address = answering_shard(move |request| {
+        let _ = seen.send((request.id, request.map_version));
+        InternalResult::Ok(ShardReply::Pong)
+    })
+    .await;
     let options = quick_options();
     let version = options.map_version.clone();
     version.store(3, Ordering::Relaxed);

@@ -197,31 +197,14 @@ impl FakeShard {
                     .collect(),
             }),
             ShardOp::GetBooking { locator, document } | ShardOp::Confirm { locator, document } => {
-                let id = Locator(locator).to_string();
-                let found = state
-                    .bookings
-                    .iter()
-                    .find(|b| b.id == id && b.passenger.document == document);
-                match found {
-                    Some(booking) => Ok(ShardReply::Booking {
-                        booking: booking.clone(),
-                    }),
-                    None => Err(Error::UnknownBooking { booking: id }),
-                }
+                find_booking(&state, locator, &document)
+                    .map(|booking| ShardReply::Booking { booking })
             }
             ShardOp::Cancel { locator, document } => {
-                let id = Locator(locator).to_string();
-                let found = state
-                    .bookings
-                    .iter()
-                    .find(|b| b.id == id && b.passenger.document == document);
-                match found {
-                    Some(booking) => Ok(ShardReply::Cancelled {
-                        booking: booking.clone(),
-                        release: None,
-                    }),
-                    None => Err(Error::UnknownBooking { booking: id }),
-                }
+                find_booking(&state, locator, &document).map(|booking| ShardReply::Cancelled {
+                    booking,
+                    release: None,
+                })
             }
             ShardOp::Finish { .. } | ShardOp::Resolve { .. } | ShardOp::Audit => Err(
                 Error::internal("the fake shard does not implement this operation"),
@@ -274,4 +257,15 @@ impl FakeShard {
         state.bookings.push(booking.clone());
         booking
     }
+}
+
+/// Returns a copy of the booking with this locator and document.
+fn find_booking(state: &State, locator: u64, document: &str) -> Result<Booking, Error> {
+    let id = Locator(locator).to_string();
+    state
+        .bookings
+        .iter()
+        .find(|b| b.id == id && b.passenger.document == document)
+        .cloned()
+        .ok_or(Error::UnknownBooking { booking: id })
 }
