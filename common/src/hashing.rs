@@ -35,6 +35,19 @@ pub fn slot(key: &str) -> u16 {
     crc16_xmodem(key.as_bytes()) % SLOT_COUNT
 }
 
+/// Returns the slots of `keys` without repeats, in order of first
+/// appearance.
+pub fn distinct_slots<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<u16> {
+    let mut slots = Vec::new();
+    for key in keys {
+        let key_slot = slot(key);
+        if !slots.contains(&key_slot) {
+            slots.push(key_slot);
+        }
+    }
+    slots
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +68,13 @@ mod tests {
         // Segment ids as trecho uses them; changing these moves data.
         assert_eq!(slot("AD4521-2026-12-20"), slot("AD4521-2026-12-20"));
         assert!(slot("AD4521-2026-12-20") < SLOT_COUNT);
+    }
+
+    #[test]
+    fn distinct_slots_keep_first_order() {
+        let slots = distinct_slots(["bar", "foo", "bar", "hello", "foo"]);
+
+        assert_eq!(slots, [5061, 12182, 866]);
+        assert!(distinct_slots([]).is_empty());
     }
 }

@@ -191,18 +191,6 @@ pub(crate) struct State {
     prepare_timeout_ms: i64,
 }
 
-/// Returns the distinct slots of `segments`, in order of first appearance.
-fn distinct_slots(segments: &[String]) -> Vec<u16> {
-    let mut slots: Vec<u16> = Vec::with_capacity(segments.len());
-    for segment in segments {
-        let segment_slot = slot(segment);
-        if !slots.contains(&segment_slot) {
-            slots.push(segment_slot);
-        }
-    }
-    slots
-}
-
 /// Returns the key of a request id: document and id, joined by a NUL that
 /// neither may contain.
 fn request_key(document: &str, request_id: &str) -> String {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use trecho_common::error::Error;
 use trecho_common::failpoint;
-use trecho_common::hashing::slot;
+use trecho_common::hashing::{distinct_slots, slot};
 use trecho_common::internal::{Claim, ShardError, ShardOp, ShardReply, TxnId};
 use trecho_common::link::LinkError;
 use trecho_common::protocol::methods::BookRequest;
@@ -116,15 +116,8 @@ pub(super) fn start(
 /// checks that the document's slot is among the participant slots unless
 /// it owns that slot itself.
 fn participant_slots(group: &Group, document: &str, claims: bool) -> Vec<u16> {
-    let mut slots: Vec<u16> = Vec::with_capacity(group.segments.len() + 1);
-    let document_slot = claims.then(|| slot(document));
-    let segment_slots = group.segments.iter().map(|segment| slot(segment));
-    for participant_slot in segment_slots.chain(document_slot) {
-        if !slots.contains(&participant_slot) {
-            slots.push(participant_slot);
-        }
-    }
-    slots
+    let segments = group.segments.iter().map(String::as_str);
+    distinct_slots(segments.chain(claims.then_some(document)))
 }
 
 /// Returns a transaction id from the standard library's randomly keyed

@@ -3,13 +3,14 @@
 //! Each function checks everything first and changes the state only when
 //! the whole record applies, so a record that fails leaves no trace.
 
+use trecho_common::hashing::distinct_slots;
 use trecho_common::internal::TxnId;
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::types::{BookingStatus, Locator};
 
 use super::{
-    distinct_slots, request_key, BookingRecord, FinishJob, HomeTxn, Outcome, RequestEntry,
-    Reservation, ReservationState, State,
+    request_key, BookingRecord, FinishJob, HomeTxn, Outcome, RequestEntry, Reservation,
+    ReservationState, State,
 };
 use crate::catalog::SegmentIndex;
 use crate::record::Record;
@@ -105,7 +106,7 @@ impl State {
         let home = HomeTxn {
             // Every slot of its segments, so that a cancel still reaches
             // the seats of a slot that has moved to another shard.
-            participants: distinct_slots(&new.request.segments),
+            participants: distinct_slots(new.request.segments.iter().map(String::as_str)),
             outcome: Outcome::Committed(new.locator),
         };
         self.txns.insert(txn, home);
