@@ -211,8 +211,8 @@ async fn trip_across_three_shards_books_and_releases() {
         .cancel(&booking.id, "TRIP-2")
         .await
         .expect("cancel failed");
-    // The router releases the seats on every shard before it answers, so
-    // a read right after the answer finds them free.
+    // The router releases the seats on every shard before it responds, so
+    // a read right after the response finds them free.
     for (id, left) in ids.iter().zip(&before) {
         assert_eq!(seats_left(&client, id).await, left - 1, "{id}");
     }

@@ -256,8 +256,8 @@ async fn stale_router_claims_request_id_on_owner() {
     let on_0 = &ids_in(&segments, &STAYED_ON_0, 1)[0];
     let on_2 = &ids_in(&segments, &STAYED_ON_2, 1)[0];
     // The router's map puts this document on shard 0 beside the segment,
-    // so it would book in one step there; the document is shard 1's now,
-    // and shard 1 must hold the request id.
+    // so it would book in one step there. The document is shard 1's now,
+    // so shard 1 must keep the request id.
     let document = document_in(&MOVED_FROM_0);
     let params = |segment: &String| BookParams {
         request_id: Some("claim-1".to_owned()),

@@ -36,8 +36,8 @@ pub struct Claim {
 pub struct InternalRequest {
     /// Sender-chosen id, echoed in the response.
     pub id: u64,
-    /// Version of the shard map the sender routed the request with; 0 from
-    /// a sender that does not say.
+    /// Version of the shard map the sender routed the request with, or 0
+    /// when the sender sends none.
     #[serde(default)]
     pub map_version: u64,
     /// What to do.
@@ -52,7 +52,8 @@ pub enum ShardOp {
     Ping,
     /// Counts and ownership; answers [`ShardReply::Status`].
     Status,
-    /// The shard map this shard holds; answers [`ShardReply::ClusterMap`].
+    /// Requests the shard map this shard uses. The reply is
+    /// [`ShardReply::ClusterMap`].
     ClusterMap,
     /// Segments matching a search; answers [`ShardReply::Segments`].
     Search {
@@ -149,7 +150,7 @@ pub enum ShardOp {
         /// Must match the passenger's.
         document: String,
     },
-    /// `bookings.cancel`; answers [`ShardReply::Cancelled`].
+    /// `bookings.cancel`. The reply is [`ShardReply::Cancelled`].
     Cancel {
         /// Locator number.
         locator: u64,
@@ -198,7 +199,7 @@ pub enum ShardReply {
     Pong,
     /// Answer to [`ShardOp::Status`].
     Status(ShardStatus),
-    /// Answer to [`ShardOp::ClusterMap`].
+    /// Reply to [`ShardOp::ClusterMap`].
     ClusterMap {
         /// The whole map, with its version.
         map: ShardMap,

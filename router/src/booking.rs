@@ -55,8 +55,8 @@ pub(crate) fn group_by_owner(segments: &[String], owner: impl Fn(&str) -> usize)
 /// to claim the request id; its refusal is `request_id_reused`.
 ///
 /// When a shard rejects a slot of the booking with `not_owner`, the
-/// router refreshes its map and books once more: the refusing shard
-/// changed nothing, and a two-phase commit is aborted before its answer.
+/// router refreshes its map and books once more. The rejecting shard
+/// changed nothing, and a two-phase commit is aborted before its response.
 pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
     let (groups, claim_at) = plan(cluster, &request);
     let cluster = cluster.clone();

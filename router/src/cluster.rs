@@ -93,8 +93,8 @@ impl Cluster {
                     shard.id = owner.id,
                     shard.address = %owner.address,
                     map_version = map.version,
-                    "the shards' map names a shard that the router's own map did not; keeping \
-                     the old map. Restart the router with --seeds to connect to every shard"
+                    "shards' map names a shard the router has no link to; keeping the old map, \
+                     restart the router with --seeds to reach every shard"
                 );
                 return false;
             };
@@ -111,8 +111,8 @@ impl Cluster {
     }
 
     /// Requests the map of every shard and routes by the newest one when it
-    /// differs from the map in use, even when its version is lower: a map
-    /// that no shard holds is wrong. Callers that find a slot owned
+    /// differs from the map in use, even when its version is lower, because
+    /// a map that no shard uses is wrong. Callers that find a slot owned
     /// elsewhere call this before they retry. While one refresh runs, the
     /// others wait for it and then return without a request of their own.
     pub(crate) async fn refresh(&self) {
@@ -141,13 +141,13 @@ impl Cluster {
             return;
         }
         if newest.version <= seen {
-            // The shards own the map, so a router map that no shard holds
-            // is wrong however high its version: route by the shards'.
+            // The shards own the map, so a router map that no shard uses is
+            // wrong however high its version. Route by the shards' map.
             tracing::error!(
                 router.map_version = seen,
                 shards.map_version = newest.version,
-                "the router's shard map differs from every shard's; using the shards' map. \
-                 Start routers with --seeds so that they take the map from the shards"
+                "router's shard map differs from every shard's; using the shards' map, start \
+                 routers with --seeds to take it from the shards"
             );
         }
         let newest = match ShardMap::new(newest.version, newest.shards) {

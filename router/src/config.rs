@@ -3,8 +3,9 @@
 //! Values come from, in rising precedence: defaults, the TOML file given
 //! with `--config`, `TRECHO_<KEY>` environment variables (for example
 //! `TRECHO_MAX_IN_FLIGHT`), and flags. The shard map comes from the shards
-//! themselves when `seeds` lists their addresses; otherwise it is a `shards`
-//! spec string or `[[shard_map]]` tables in the file, and the spec wins.
+//! themselves when `seeds` lists their addresses. Otherwise it is a
+//! `shards` spec string or `[[shard_map]]` tables in the file, and the spec
+//! wins.
 
 use std::path::PathBuf;
 
@@ -92,8 +93,8 @@ pub struct Args {
     /// by ';', covering slots 0-16383 exactly once.
     #[arg(long, value_name = "SPEC", conflicts_with = "seeds")]
     pub shards: Option<String>,
-    /// Shards to ask for the shard map, as HOST:PORT entries separated by
-    /// ','; one that answers is enough. Use instead of --shards.
+    /// Shards to request the shard map from, as HOST:PORT entries separated
+    /// by ','. One that responds is enough. Use instead of --shards.
     #[arg(long, value_name = "ADDRESSES")]
     pub seeds: Option<String>,
     /// Version of the shard map [default: 1].

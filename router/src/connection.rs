@@ -156,8 +156,8 @@ impl IdleCheck {
     }
 
     /// Records one check and returns whether the timeout has passed.
-    /// `quiet` tells that nothing is in progress or waiting to be written,
-    /// and `bytes_read` counts what the client sent so far, part of a line
+    /// `quiet` is true when nothing is in progress or waiting to be written.
+    /// `bytes_read` counts what the client sent so far, part of a line
     /// included.
     fn timed_out(&mut self, quiet: bool, bytes_read: u64) -> bool {
         let sent = std::mem::replace(&mut self.bytes_seen, bytes_read) != bytes_read;

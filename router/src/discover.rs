@@ -38,7 +38,7 @@ pub(crate) async fn shard_map(seeds: &[String]) -> ShardMap {
                     tracing::warn!(
                         seed,
                         %error,
-                        "seed did not return a shard map; retrying. Start the shards, or check \
+                        "seed did not return a shard map; retrying, start the shards or check \
                          that the seed is a shard's internal HOST:PORT"
                     );
                 }

@@ -70,10 +70,11 @@ fn send_to_owner(
     }
 }
 
-/// `bookings.cancel`: asks the booking's home shard, then releases the
-/// booking's seats on the other shards before answering, so that a request
-/// sent after the answer finds them free. The home shard sends the same
-/// releases from its outbox; a second release changes nothing.
+/// `bookings.cancel`: sends the cancel to the booking's home shard, then
+/// releases the booking's seats on the other shards before responding, so
+/// that a request sent after the response finds them free. The home shard
+/// sends the same releases from its outbox, and a second release changes
+/// nothing.
 pub(crate) fn cancel(cluster: &Arc<Cluster>, locator: Locator, op: ShardOp) -> Pending {
     let answer = send_to_owner(cluster, locator.slot(), op);
     let cluster = cluster.clone();

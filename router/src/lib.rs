@@ -68,9 +68,9 @@ pub enum Error {
 /// Serves clients on `listener` until `shutdown` completes.
 ///
 /// Takes the shard map from the shards listed in `seeds`, or builds it from
-/// `config` (refusing one that does not cover every slot exactly once);
-/// then loads the schedule (the `schedule` file, or the
-/// built-in one), starts one link per shard, and accepts connections. On
+/// `config` and rejects one that does not cover every slot exactly once.
+/// Then it loads the schedule (the `schedule` file, or the built-in one),
+/// starts one link per shard, and accepts connections. On
 /// shutdown it stops accepting, lets open connections finish the requests
 /// they have started for up to five seconds, and returns.
 ///

@@ -54,7 +54,7 @@ pub enum Error {
     },
     /// A line is damaged but intact records follow it, so it is not a
     /// write cut short by a crash.
-    #[error("journal {path} is damaged at line {line} (byte {offset}) and {intact_after} intact records follow it, so this is not a write cut short by a crash; nothing was changed. Restore the data directory from a backup, or truncate the journal at byte {offset} to give up the records after it")]
+    #[error("journal {path} is damaged at line {line} (byte {offset}) and {intact_after} intact records follow it, so this is not a write cut short by a crash; nothing was changed: restore the data directory from a backup, or truncate the journal at byte {offset} to give up the records after it")]
     Damaged {
         /// The journal file.
         path: PathBuf,
@@ -284,7 +284,8 @@ fn apply_lines(
     }
 }
 
-/// What follows the first line that is not an intact record.
+/// The part of the journal after the first line that is not an intact
+/// record.
 struct Tail {
     /// Bytes other than zero, which a write put there; the zeros were
     /// written ahead of the records.

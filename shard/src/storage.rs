@@ -214,8 +214,8 @@ pub(crate) fn open(
 }
 
 /// Checks `meta.json` against this shard, or writes it for a directory
-/// that is not `seeded` yet: one whose first seeding never finished holds
-/// no data for an older `meta.json` to protect.
+/// that is not `seeded` yet. A directory whose first seeding never finished
+/// contains no data for an older `meta.json` to protect.
 fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap, seeded: bool) -> Result<(), Error> {
     let slots = map
         .shards

@@ -62,7 +62,7 @@ impl ClusterBuilder {
     }
 
     /// Starts the router with only the shards' addresses (`--seeds`), so
-    /// that it asks them for the map.
+    /// that it requests the map from them.
     pub fn router_from_seeds(mut self) -> Self {
         self.router_from_seeds = true;
         self

@@ -145,8 +145,8 @@ struct Votes {
     unavailable: Option<Error>,
     /// The first participant whose prepare was sent but not answered.
     lost: Option<u32>,
-    /// The shard sent the home's prepare does not own the home slot, so no
-    /// shard holds a pending record and the transaction can never commit.
+    /// The shard that got the home's prepare does not own the home slot, so
+    /// no shard has a pending record and the transaction can never commit.
     home_not_owner: bool,
 }
 

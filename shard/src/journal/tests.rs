@@ -390,8 +390,8 @@ fn damaged_line_before_intact_records_stops_replay() {
         }
         other => panic!("expected a damaged journal, got {other}"),
     }
-    let kept = fs::read(&path).expect("journal exists");
-    assert_eq!(kept, bytes, "the journal is left as it was");
+    let on_disk = fs::read(&path).expect("journal exists");
+    assert_eq!(on_disk, bytes, "the journal is left as it was");
 }
 
 #[test]

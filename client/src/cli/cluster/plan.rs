@@ -209,9 +209,9 @@ fn pick_shard_addresses(router_port: u16, count: u32) -> anyhow::Result<Vec<Stri
         .collect()
 }
 
-/// Rejects a data folder that holds shards of a cluster with another number
-/// of shards: each shard keeps the slots it was seeded with, so those
-/// shards would refuse the new split, after the new ones were seeded.
+/// Rejects a data folder that contains a cluster with another number of
+/// shards. Each shard keeps the slots it was seeded with, so the old shards
+/// would reject the new split after the new shards were already seeded.
 fn check_shard_count(root: &Path, shards: u32) -> anyhow::Result<()> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return Ok(());
