@@ -9,10 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -371,7 +373,12 @@ impl Cluster {
         while Instant::now() < deadline {
             self.check_running();
             match unhealthy_shards(&self.router_addr).await {
-                Ok(unhealthy) if unhealthy.is_empty() => return,
+                Ok(unhealthy) if unhealthy.is_empty() => {
+                    // A process that could not bind its port may exit only
+                    // now, after the router found some other listener there.
+                    self.check_running();
+                    return;
+                }
                 Ok(unhealthy) => last = format!("the router cannot reach shards {unhealthy:?}"),
                 Err(error) => last = error,
             }
@@ -514,20 +521,31 @@ fn open_log(path: &Path) -> File {
         .unwrap_or_else(|e| panic!("cannot open the log {}: {e}", path.display()))
 }
 
-/// Returns `count` loopback ports that were free a moment ago. All are
-/// held until all are chosen, so they differ.
+/// Ports this test binary has handed out. Tests run in parallel threads,
+/// and a port that one cluster picked is free again until its process
+/// binds it, so without this record two clusters could pick the same port
+/// and one router would talk to the other cluster's shard.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// Returns `count` loopback ports that were free a moment ago and that no
+/// other cluster of this test binary was given. All are held until all
+/// are chosen, so they differ.
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .expect("a bound listener has an address")
-                .port()
-        })
-        .collect()
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port();
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 /// Returns the slot ranges of an even split over `shards` shards.
