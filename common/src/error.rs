@@ -123,6 +123,12 @@ pub enum Error {
         /// The shard that no longer owns it.
         shard: u32,
     },
+    /// An admin method without the right admin token.
+    #[error("{message}")]
+    Unauthorized {
+        /// Why, and where the token is configured.
+        message: String,
+    },
 }
 
 impl Error {
@@ -145,6 +151,7 @@ impl Error {
             Error::InvalidState { .. } => 1009,
             Error::SalesClosed { .. } => 1010,
             Error::MapChanged { .. } => 1011,
+            Error::Unauthorized { .. } => 1012,
         }
     }
 
@@ -167,6 +174,7 @@ impl Error {
             Error::InvalidState { .. } => Some("invalid_state"),
             Error::SalesClosed { .. } => Some("sales_closed"),
             Error::MapChanged { .. } => Some("map_changed"),
+            Error::Unauthorized { .. } => Some("unauthorized"),
         }
     }
 

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::protocol::methods::BookRequest;
+use crate::schedule::SegmentSpec;
 use crate::shardmap::ShardMap;
 use crate::time::Date;
-use crate::types::{Booking, BookingStatus, Segment};
+use crate::types::{Booking, BookingStatus, Locator, Passenger, Segment};
 
 /// A transaction id: random, chosen by the router for a multi-shard booking,
 /// or by the home shard for a single-shard one.
@@ -172,6 +173,189 @@ pub enum ShardOp {
     },
     /// A full dump for the invariant checker; answers [`ShardReply::Audit`].
     Audit,
+    /// Moves slots `first..=last`, all owned by this shard, to shard
+    /// `target`. Answers [`ShardReply::Moved`] once the target owns them;
+    /// sending it again for a move in progress or done waits for the same
+    /// move or answers at once.
+    MoveSlots {
+        /// First slot.
+        first: u16,
+        /// Last slot, inclusive.
+        last: u16,
+        /// The shard that takes them.
+        target: u32,
+        /// Where the target listens for shards.
+        target_address: String,
+        /// The map version the move creates: one more than the highest
+        /// version any shard reports.
+        version: u64,
+    },
+    /// From the source of a move to its target: everything that lives in
+    /// the moved slots. Answers [`ShardReply::Imported`] once it is
+    /// durable; a move imported before answers the same.
+    ImportSlots(Box<SlotImport>),
+}
+
+/// The state of slots `first..=last`, sent by the source of a move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotImport {
+    /// Chosen by the source; the same on every attempt of one move.
+    pub move_id: u64,
+    /// The source shard.
+    pub source: u32,
+    /// First slot.
+    pub first: u16,
+    /// Last slot, inclusive.
+    pub last: u16,
+    /// The map version at which the target owns the slots.
+    pub version: u64,
+    /// The source's map with the slots given to the target, so that the
+    /// target learns where every shard is.
+    pub map: ShardMap,
+    /// What lives in the slots.
+    pub state: SlotState,
+}
+
+/// Everything a shard keeps for a range of slots, in wire form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotState {
+    /// Segments with their taken seats.
+    pub segments: Vec<MovedSegment>,
+    /// Prepared and committed reservations, each cut down to the segments
+    /// of these slots.
+    pub reservations: Vec<MovedReservation>,
+    /// Transactions whose home slot is here.
+    pub txns: Vec<MovedTxn>,
+    /// Bookings whose home slot is here.
+    pub bookings: Vec<MovedBooking>,
+    /// Request ids of those transactions.
+    pub request_ids: Vec<MovedRequestId>,
+    /// Request ids claimed for passengers whose document's slot is here.
+    pub claims: Vec<Claim>,
+    /// Finishes of those transactions not yet acknowledged: (txn,
+    /// participant slot, commit).
+    pub outbox: Vec<(TxnId, u16, bool)>,
+}
+
+impl SlotState {
+    /// Returns the number of rows, for progress reports.
+    pub fn rows(&self) -> u64 {
+        (self.segments.len()
+            + self.reservations.len()
+            + self.txns.len()
+            + self.bookings.len()
+            + self.request_ids.len()
+            + self.claims.len()
+            + self.outbox.len()) as u64
+    }
+}
+
+/// A segment and its taken seats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedSegment {
+    /// The segment.
+    pub spec: SegmentSpec,
+    /// Seats counted by reservations.
+    pub taken: u32,
+}
+
+/// A reservation's part in the moved slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedReservation {
+    /// Transaction id.
+    pub txn: TxnId,
+    /// Home slot.
+    pub home_slot: u16,
+    /// Segment ids in these slots.
+    pub segments: Vec<String>,
+    /// Seats on each.
+    pub seats: u32,
+    /// The deadline of a prepared reservation; `None` once committed.
+    pub prepared_deadline_ms: Option<i64>,
+}
+
+/// A transaction's home record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedTxn {
+    /// Transaction id.
+    pub txn: TxnId,
+    /// Home slot.
+    pub home_slot: u16,
+    /// Every participant slot.
+    pub participants: Vec<u16>,
+    /// Where it stands.
+    pub outcome: MovedOutcome,
+}
+
+/// Where a moved transaction stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MovedOutcome {
+    /// Prepared, waiting for the decision.
+    Pending {
+        /// The booking.
+        request: BookRequest,
+        /// When the home aborts it.
+        deadline_ms: i64,
+    },
+    /// Committed as this booking.
+    Committed {
+        /// The booking's locator.
+        locator: Locator,
+    },
+    /// Aborted, or a tombstone.
+    Aborted,
+}
+
+/// A booking on its home shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedBooking {
+    /// Locator.
+    pub locator: Locator,
+    /// Transaction id.
+    pub txn: TxnId,
+    /// The passenger.
+    pub passenger: Passenger,
+    /// All segments, in request order.
+    pub segments: Vec<String>,
+    /// Seats on each.
+    pub seats: u32,
+    /// Status.
+    pub status: BookingStatus,
+    /// Creation, Unix milliseconds.
+    pub created_ms: i64,
+    /// End of the hold, Unix milliseconds.
+    pub expires_ms: Option<i64>,
+}
+
+/// A request id's first use on the home shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedRequestId {
+    /// The passenger's document.
+    pub document: String,
+    /// The client's request id.
+    pub request_id: String,
+    /// Fingerprint of the params of the first use.
+    pub fingerprint: u64,
+    /// The latest attempt's transaction.
+    pub txn: TxnId,
+}
+
+/// A move in progress on its source shard, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveView {
+    /// First slot.
+    pub first: u16,
+    /// Last slot, inclusive.
+    pub last: u16,
+    /// The target shard.
+    pub target: u32,
+    /// The version the move creates.
+    pub version: u64,
+    /// Rows being copied.
+    pub rows: u64,
+    /// When writes to the slots stopped, Unix milliseconds.
+    pub paused_since_ms: i64,
 }
 
 impl ShardOp {
@@ -187,6 +371,8 @@ impl ShardOp {
                 | ShardOp::Resolve { .. }
                 | ShardOp::Confirm { .. }
                 | ShardOp::Cancel { .. }
+                | ShardOp::MoveSlots { .. }
+                | ShardOp::ImportSlots(_)
         )
     }
 }
@@ -250,6 +436,18 @@ pub enum ShardReply {
     Ack,
     /// Answer to [`ShardOp::Audit`].
     Audit(AuditReport),
+    /// Answer to [`ShardOp::MoveSlots`]: the target owns the slots.
+    Moved {
+        /// The map version at which it does.
+        version: u64,
+        /// Rows copied.
+        rows: u64,
+        /// How long writes to the slots were refused, in milliseconds;
+        /// 0 when the move had ended before this request.
+        pause_ms: u64,
+    },
+    /// Answer to [`ShardOp::ImportSlots`].
+    Imported,
 }
 
 /// Seats of a transaction to release on the shards that own `slots`.
@@ -284,6 +482,20 @@ pub enum ShardError {
         /// The slot's owner under that map.
         #[serde(default)]
         owner: Option<u32>,
+    },
+    /// The slot is moving to another shard right now; nothing changed.
+    /// Retry after `retry_after_ms`: the shard then serves it again or
+    /// answers [`ShardError::NotOwner`] naming the new owner.
+    #[error(
+        "slot {slot} of shard {shard} is moving to another shard; retry in {retry_after_ms} ms"
+    )]
+    SlotMoving {
+        /// The slot asked for.
+        slot: u16,
+        /// The shard that refused.
+        shard: u32,
+        /// When to try again.
+        retry_after_ms: u64,
     },
     /// The request could not be read.
     #[error("invalid internal request: {message}")]
@@ -332,6 +544,9 @@ pub struct ShardStatus {
     pub segments: u64,
     /// Bookings whose home it is.
     pub bookings: u64,
+    /// The move of slots away from this shard in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<MoveView>,
 }
 
 /// Where a participant's reservation stands.

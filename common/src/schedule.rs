@@ -102,7 +102,7 @@ pub struct Schedule {
 }
 
 /// One flight on one day, before any seat is sold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentSpec {
     /// `FLIGHT-YYYY-MM-DD`.
     pub id: String,

@@ -218,6 +218,81 @@ impl ShardMap {
     pub fn owns(&self, id: u32, slot: u16) -> bool {
         self.owner_of_slot(slot).id == id
     }
+
+    /// Gives slots `first..=last` to shard `to` at `address`, adding it
+    /// when the map lacks it, and raises the version to `version` when
+    /// that is higher. A shard left without slots stays in the map, so
+    /// that its address is still known.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Error::InvalidRange`] for a reversed range or one past
+    /// the last slot; the map is then unchanged.
+    pub fn assign(
+        &mut self,
+        first: u16,
+        last: u16,
+        to: u32,
+        address: &str,
+        version: u64,
+    ) -> Result<(), Error> {
+        if first > last || last >= SLOT_COUNT {
+            return Err(Error::InvalidRange {
+                shard: to,
+                first: first.into(),
+                last: last.into(),
+            });
+        }
+        for shard in &mut self.shards {
+            let mut kept = Vec::with_capacity(shard.slots.len() + 1);
+            for &[a, b] in &shard.slots {
+                if b < first || a > last {
+                    kept.push([a, b]);
+                    continue;
+                }
+                if a < first {
+                    kept.push([a, first - 1]);
+                }
+                if b > last {
+                    kept.push([last + 1, b]);
+                }
+            }
+            shard.slots = kept;
+        }
+        let index = match self.shards.iter().position(|s| s.id == to) {
+            Some(index) => index,
+            None => {
+                self.shards.push(ShardInfo {
+                    id: to,
+                    address: address.to_owned(),
+                    slots: Vec::new(),
+                });
+                self.shards.len() - 1
+            }
+        };
+        let target = &mut self.shards[index];
+        target.address = address.to_owned();
+        target.slots.push([first, last]);
+        target.slots = merged(&target.slots);
+        self.version = self.version.max(version);
+        self.validate()
+    }
+}
+
+/// Sorts inclusive ranges and joins those that touch or overlap.
+pub fn merged(ranges: &[[u16; 2]]) -> Vec<[u16; 2]> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<[u16; 2]> = Vec::with_capacity(sorted.len());
+    for [first, last] in sorted {
+        match out.last_mut() {
+            Some(previous) if u32::from(first) <= u32::from(previous[1]) + 1 => {
+                previous[1] = previous[1].max(last);
+            }
+            _ => out.push([first, last]),
+        }
+    }
+    out
 }
 
 fn parse_entry(entry: &str) -> Result<ShardInfo, Error> {
@@ -236,7 +311,9 @@ fn parse_entry(entry: &str) -> Result<ShardInfo, Error> {
         .parse()
         .map_err(|_| invalid("the shard id must be a whole number"))?;
     let mut slots = Vec::new();
-    for range in ranges.split(',') {
+    // `ID=HOST:PORT@` with nothing after the `@` is a shard that owns no
+    // slots yet: one started to join a running cluster.
+    for range in ranges.split(',').filter(|r| !r.trim().is_empty()) {
         let (first, last) = range.split_once('-').unwrap_or((range, range));
         let first = first.trim().parse();
         let last = last.trim().parse();
@@ -258,6 +335,27 @@ mod tests {
 
     fn three() -> Vec<String> {
         ["a:1", "b:2", "c:3"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn assign_moves_a_range_and_adds_the_new_shard() {
+        let mut map = ShardMap::even(&three()).unwrap();
+        map.assign(100, 199, 7, "d:4", 2).unwrap();
+        assert_eq!(map.version, 2);
+        assert_eq!(map.owner_of_slot(100).id, 7);
+        assert_eq!(map.owner_of_slot(199).id, 7);
+        assert_eq!(map.owner_of_slot(99).id, 0);
+        assert_eq!(map.shard(0).unwrap().slots, vec![[0, 99], [200, 5460]]);
+        map.assign(100, 199, 0, "a:1", 3).unwrap();
+        assert_eq!(map.shard(0).unwrap().slots, vec![[0, 5460]]);
+        assert!(map.shard(7).unwrap().slots.is_empty());
+        assert!(map.assign(5, 4, 0, "a:1", 4).is_err());
+    }
+
+    #[test]
+    fn spec_entry_without_ranges_owns_no_slots() {
+        let map = ShardMap::parse_spec(1, "0=a:1@0-16383;1=b:2@").unwrap();
+        assert!(map.shard(1).unwrap().slots.is_empty());
     }
 
     #[test]

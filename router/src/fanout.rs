@@ -169,6 +169,7 @@ pub(crate) fn status(cluster: &std::sync::Arc<Cluster>) -> Pending {
                     healthy: status.is_some(),
                     segments: status.map(|(_, s)| s.segments),
                     bookings: status.map(|(_, s)| s.bookings),
+                    moving: status.and_then(|(_, s)| s.moving.clone()),
                 }
             })
             .collect();

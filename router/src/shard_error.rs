@@ -48,6 +48,9 @@ pub(crate) fn client_error(link: &ShardLink, error: LinkError, write: bool) -> E
             );
             Error::MapChanged { slot, shard }
         }
+        LinkError::Remote(ShardError::SlotMoving { slot, shard, .. }) => {
+            Error::MapChanged { slot, shard }
+        }
         LinkError::Remote(ShardError::BadRequest { message }) => {
             tracing::error!(shard.id = link.shard(), error = %message, "shard rejected a router request");
             Error::internal(format!(
@@ -90,6 +93,8 @@ pub(crate) fn reply_type(reply: &ShardReply) -> &'static str {
         ShardReply::Outcome { .. } => "outcome",
         ShardReply::Ack => "ack",
         ShardReply::Audit(_) => "audit",
+        ShardReply::Moved { .. } => "moved",
+        ShardReply::Imported => "imported",
     }
 }
 

@@ -261,5 +261,7 @@ fn op_name(op: &ShardOp) -> &'static str {
         ShardOp::GetBooking { .. } => "get_booking",
         ShardOp::ListBookings { .. } => "list_bookings",
         ShardOp::Audit => "audit",
+        ShardOp::MoveSlots { .. } => "move_slots",
+        ShardOp::ImportSlots(_) => "import_slots",
     }
 }

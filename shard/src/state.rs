@@ -315,6 +315,9 @@ impl State {
             }
             ShardOp::ListBookings { document } => Ok(self.list_bookings(&document, now_ms)),
             ShardOp::Audit => Ok(ShardReply::Audit(self.audit())),
+            ShardOp::MoveSlots { .. } | ShardOp::ImportSlots(_) => Err(ShardError::BadRequest {
+                message: "moves are not built yet".to_owned(),
+            }),
         }
     }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use trecho_common::schedule::{Schedule, SegmentSpec};
-use trecho_common::shardmap::ShardMap;
+use trecho_common::shardmap::{merged, ShardMap};
 use trecho_common::time::Date;
 
 use crate::catalog::{self, Catalog};
@@ -108,23 +108,6 @@ fn slot_list(ranges: &[[u16; 2]]) -> String {
         .map(|[first, last]| format!("{first}-{last}"))
         .collect();
     ranges.join(",")
-}
-
-/// Sorts inclusive slot ranges and merges those that overlap or touch, so
-/// two spellings of the same slots compare equal.
-fn merge_ranges(ranges: &[[u16; 2]]) -> Vec<[u16; 2]> {
-    let mut sorted = ranges.to_vec();
-    sorted.sort_unstable();
-    let mut merged: Vec<[u16; 2]> = Vec::with_capacity(sorted.len());
-    for [first, last] in sorted {
-        match merged.last_mut() {
-            Some(previous) if u32::from(first) <= u32::from(previous[1]) + 1 => {
-                previous[1] = previous[1].max(last);
-            }
-            _ => merged.push([first, last]),
-        }
-    }
-    merged
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -251,7 +234,7 @@ fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap, seeded: bool) -> Result
     // the seeded ones would report segments this directory lacks as not
     // found and hide the ones it has. A new map version with the same
     // slots is accepted.
-    if merge_ranges(&meta.slots) != merge_ranges(&slots) {
+    if merged(&meta.slots) != merged(&slots) {
         return Err(Error::SlotsChanged {
             path: dir.to_owned(),
             shard_id,

@@ -284,6 +284,7 @@ AD4521-2026-12-20  GRU   MAO  2026-12-20 23:00 -03:00  2026-12-21 02:00 -04:00  
                     healthy: true,
                     segments: Some(4200),
                     bookings: Some(3),
+                    moving: None,
                 },
                 ShardStatusView {
                     id: 1,
@@ -292,6 +293,7 @@ AD4521-2026-12-20  GRU   MAO  2026-12-20 23:00 -03:00  2026-12-21 02:00 -04:00  
                     healthy: false,
                     segments: None,
                     bookings: None,
+                    moving: None,
                 },
             ],
         };

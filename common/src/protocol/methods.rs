@@ -113,6 +113,82 @@ pub struct DocumentRef {
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
+/// The admin token a caller presents. Its `Debug` form hides the text, so
+/// a logged request never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl AdminToken {
+    /// Compares with `expected` in time that depends only on the lengths,
+    /// so the answer time does not tell how much of a guess was right.
+    pub fn matches(&self, expected: &str) -> bool {
+        let given = self.0.as_bytes();
+        let expected = expected.as_bytes();
+        let mut difference = given.len() ^ expected.len();
+        for (index, byte) in expected.iter().enumerate() {
+            let other = given.get(index).copied().unwrap_or(0);
+            difference |= usize::from(byte ^ other);
+        }
+        difference == 0
+    }
+}
+
+/// `admin.move_slots` params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveSlotsParams {
+    /// The admin token from the router's configuration.
+    pub token: AdminToken,
+    /// First slot.
+    pub first: u16,
+    /// Last slot, inclusive; all of `first..=last` must belong to one
+    /// shard.
+    pub last: u16,
+    /// The shard that takes them.
+    pub to: u32,
+}
+
+/// `admin.move_slots` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveSlotsResult {
+    /// The shard the slots came from.
+    pub from: u32,
+    /// The shard that owns them now.
+    pub to: u32,
+    /// The map version at which it does.
+    pub map_version: u64,
+    /// Rows copied.
+    pub rows: u64,
+    /// How long writes to the slots waited, in milliseconds.
+    pub pause_ms: u64,
+}
+
+/// `admin.add_shard` params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddShardParams {
+    /// The admin token from the router's configuration.
+    pub token: AdminToken,
+    /// Where the new shard listens for routers and shards, `HOST:PORT`.
+    pub address: String,
+}
+
+/// `admin.add_shard` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddShardResult {
+    /// The new shard's id, from its own configuration.
+    pub id: u32,
+    /// Slots it owns; empty until slots move to it.
+    pub slots: Vec<[u16; 2]>,
+}
+
 /// A validated booking request with every default filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookRequest {
@@ -176,6 +252,10 @@ pub enum Call {
     List(String),
     /// `cluster.status`
     ClusterStatus,
+    /// `admin.move_slots`
+    MoveSlots(MoveSlotsParams),
+    /// `admin.add_shard`
+    AddShard(AddShardParams),
 }
 
 impl Call {
@@ -202,6 +282,16 @@ impl Call {
             "bookings.confirm" => booking_ref(params).map(|(l, d)| Call::Confirm(l, d)),
             "bookings.cancel" => booking_ref(params).map(|(l, d)| Call::Cancel(l, d)),
             "bookings.get" => booking_ref(params).map(|(l, d)| Call::Get(l, d)),
+            "admin.move_slots" => {
+                let params: MoveSlotsParams = parse_params(params)?;
+                if params.first > params.last || params.last >= crate::hashing::SLOT_COUNT {
+                    return Err(Error::invalid_params(
+                        "first and last must be slots from 0 to 16383, first not above last",
+                    ));
+                }
+                Ok(Call::MoveSlots(params))
+            }
+            "admin.add_shard" => Ok(Call::AddShard(parse_params(params)?)),
             "bookings.list" => {
                 let params: DocumentRef = parse_params(params)?;
                 validate_document(&params.document).map_err(Error::invalid_params)?;
@@ -228,6 +318,8 @@ impl Call {
             Call::Get(..) => "bookings.get",
             Call::List(_) => "bookings.list",
             Call::ClusterStatus => "cluster.status",
+            Call::MoveSlots(_) => "admin.move_slots",
+            Call::AddShard(_) => "admin.add_shard",
         }
     }
 }
@@ -451,6 +543,9 @@ pub struct ShardStatusView {
     pub segments: Option<u64>,
     /// Bookings whose home it is; `null` when it did not answer.
     pub bookings: Option<u64>,
+    /// A move of slots away from this shard in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<crate::internal::MoveView>,
 }
 
 /// `cluster.status` result.

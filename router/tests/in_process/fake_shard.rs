@@ -135,6 +135,7 @@ impl FakeShard {
                 slots: state.slots.clone(),
                 segments: state.segments.len() as u64,
                 bookings: state.bookings.len() as u64,
+                moving: None,
             })),
             ShardOp::Search { origin, limit, .. } => {
                 let mut segments: Vec<Segment> = state
@@ -206,9 +207,13 @@ impl FakeShard {
                     release: None,
                 })
             }
-            ShardOp::Finish { .. } | ShardOp::Resolve { .. } | ShardOp::Audit => Err(
-                Error::internal("the fake shard does not implement this operation"),
-            ),
+            ShardOp::Finish { .. }
+            | ShardOp::Resolve { .. }
+            | ShardOp::Audit
+            | ShardOp::MoveSlots { .. }
+            | ShardOp::ImportSlots(_) => Err(Error::internal(
+                "the fake shard does not implement this operation",
+            )),
         };
         match answer {
             Ok(reply) => InternalResult::Ok(reply),

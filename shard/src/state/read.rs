@@ -25,6 +25,7 @@ impl State {
             slots,
             segments: self.catalog.len() as u64,
             bookings: self.bookings.len() as u64,
+            moving: None,
         }
     }
 

@@ -182,14 +182,11 @@ fn missing_schedule_creates_no_data_dir() {
 
 #[test]
 fn merge_ranges_joins_touching_and_overlapping() {
-    assert_eq!(merge_ranges(&[]), Vec::<[u16; 2]>::new());
-    assert_eq!(merge_ranges(&[[5, 9], [0, 4]]), vec![[0, 9]]);
-    assert_eq!(merge_ranges(&[[0, 10], [5, 7]]), vec![[0, 10]]);
-    assert_eq!(merge_ranges(&[[0, 3], [5, 9]]), vec![[0, 3], [5, 9]]);
-    assert_eq!(
-        merge_ranges(&[[16383, 16383], [0, 16382]]),
-        vec![[0, 16383]]
-    );
+    assert_eq!(merged(&[]), Vec::<[u16; 2]>::new());
+    assert_eq!(merged(&[[5, 9], [0, 4]]), vec![[0, 9]]);
+    assert_eq!(merged(&[[0, 10], [5, 7]]), vec![[0, 10]]);
+    assert_eq!(merged(&[[0, 3], [5, 9]]), vec![[0, 3], [5, 9]]);
+    assert_eq!(merged(&[[16383, 16383], [0, 16382]]), vec![[0, 16383]]);
 }
 
 #[test]
