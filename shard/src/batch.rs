@@ -17,6 +17,10 @@ pub(crate) struct Failpoints {
     pub after_prepare: bool,
     /// The batch holds a decision made by a `decide` request.
     pub after_decide: bool,
+    /// The batch pauses slots for a move out of this shard.
+    pub after_move_paused: bool,
+    /// The batch imports slots moved to this shard.
+    pub after_import: bool,
 }
 
 /// Records and replies of one owner turn. Buffers are kept when the batch
@@ -35,6 +39,9 @@ pub(crate) struct Batch {
     pub targets: Vec<(ReplyTo, usize)>,
     /// Finishes to deliver once the records are durable.
     pub finishes: Vec<FinishJob>,
+    /// Moves whose pause is in this batch: their copy starts once the
+    /// pause is durable.
+    pub paused_moves: Vec<u64>,
     /// Points to stop at once the records are durable.
     pub failpoints: Failpoints,
 }
@@ -50,7 +57,10 @@ struct ResponseRef<'a> {
 impl Batch {
     /// Returns whether the batch has nothing to write or send.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.targets.is_empty() && self.finishes.is_empty()
+        self.records.is_empty()
+            && self.targets.is_empty()
+            && self.finishes.is_empty()
+            && self.paused_moves.is_empty()
     }
 
     /// Appends the response line to request `id` for `reply`.
@@ -85,6 +95,7 @@ impl Batch {
         self.replies.clear();
         self.targets.clear();
         self.finishes.clear();
+        self.paused_moves.clear();
         self.failpoints = Failpoints::default();
     }
 }

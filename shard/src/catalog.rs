@@ -167,8 +167,8 @@ impl Catalog {
 
     /// Sorts the segments and builds the lookups.
     pub fn finish(mut self) -> Result<Self, Error> {
-        self.entries.shrink_to_fit();
         self.index()?;
+        self.entries.shrink_to_fit();
         Ok(self)
     }
 
@@ -212,18 +212,28 @@ impl Catalog {
     }
 
     /// Sorts the entries by departure then id, and builds the lookups.
-    fn index(&mut self) -> Result<(), Error> {
+    /// Returns, for every entry, its index after the sort.
+    fn index(&mut self) -> Result<Vec<SegmentIndex>, Error> {
         let flights = &self.flights;
-        self.entries.sort_by(|a, b| {
+        let entries = &self.entries;
+        let mut order: Vec<SegmentIndex> = (0..entries.len() as SegmentIndex).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&entries[a as usize], &entries[b as usize]);
             (a.departure, flights.name(a.flight), a.date).cmp(&(
                 b.departure,
                 flights.name(b.flight),
                 b.date,
             ))
         });
+        let mut moved_to = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            moved_to[old as usize] = new as SegmentIndex;
+        }
+        self.entries = order.iter().map(|&old| entries[old as usize]).collect();
         let airports = self.airports.names.len();
         self.by_origin = vec![Vec::new(); airports];
         self.by_destination = vec![Vec::new(); airports];
+        self.by_key.clear();
         self.by_key.reserve(self.entries.len());
         for (index, entry) in self.entries.iter().enumerate() {
             let index = index as SegmentIndex;
@@ -237,7 +247,27 @@ impl Catalog {
             self.by_origin[usize::from(entry.origin)].push(index);
             self.by_destination[usize::from(entry.destination)].push(index);
         }
-        Ok(())
+        Ok(moved_to)
+    }
+
+    /// Adds the segments of `specs` that the catalog lacks, keeping the
+    /// order by departure. Returns the new index of every entry that was
+    /// there before, or `None` when no segment was new and nothing moved.
+    /// Segments already present keep their entry, seat counts included.
+    pub fn add(&mut self, specs: &[SegmentSpec]) -> Result<Option<Vec<SegmentIndex>>, Error> {
+        let before = self.entries.len();
+        for spec in specs {
+            if self.find(&spec.id).is_none() {
+                let entry = self.compact(spec)?;
+                self.entries.push(entry);
+            }
+        }
+        if self.entries.len() == before {
+            return Ok(None);
+        }
+        let mut moved_to = self.index()?;
+        moved_to.truncate(before);
+        Ok(Some(moved_to))
     }
 
     /// Returns the number of segments.
@@ -485,6 +515,46 @@ mod tests {
             ids(&catalog, &catalog.search(filter, 10, |_| true)),
             ["AD4-2026-12-20"]
         );
+    }
+
+    #[test]
+    fn added_segments_keep_departure_order_and_report_moved_indexes() {
+        let mut catalog = sample();
+        let before: Vec<String> = (0..catalog.len() as SegmentIndex)
+            .map(|i| catalog.id(i))
+            .collect();
+        let first = catalog.find("AD4-2026-12-20").unwrap();
+        catalog.entry_mut(first).taken = 3;
+        let day = Date::from_ymd(2026, 12, 20).unwrap().midnight_unix(-180);
+        let added = [
+            spec("AD9-2026-12-20", "GRU", "SSA", day),
+            spec("AD4-2026-12-20", "SSA", "GRU", day + 60),
+        ];
+        let moved_to = catalog.add(&added).unwrap().expect("one segment was new");
+        assert_eq!(catalog.len(), 6);
+        for (old, id) in before.iter().enumerate() {
+            assert_eq!(&catalog.id(moved_to[old]), id);
+        }
+        assert_eq!(
+            catalog.entry(catalog.find("AD4-2026-12-20").unwrap()).taken,
+            3
+        );
+        let filter = SearchFilter {
+            origin: Some("GRU"),
+            destination: None,
+            date: Date::from_ymd(2026, 12, 20),
+        };
+        let found = catalog.search(filter, 10, |_| true);
+        assert_eq!(
+            ids(&catalog, &found),
+            [
+                "AD9-2026-12-20",
+                "AD3-2026-12-20",
+                "AD1-2026-12-20",
+                "AD2-2026-12-20"
+            ]
+        );
+        assert!(catalog.add(&added).unwrap().is_none());
     }
 
     #[test]

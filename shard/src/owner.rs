@@ -6,6 +6,7 @@
 //! tasks report (finish acknowledgements, resolved outcomes). Nothing else
 //! touches the state, so the hot path takes no lock.
 
+mod moves;
 mod peers;
 
 use std::future::Future;
@@ -14,11 +15,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use trecho_common::internal::{ShardOp, TxnId};
+use trecho_common::shardmap::ShardMap;
 use trecho_common::time::now_unix_millis;
 
 use crate::batch::Batch;
-use crate::server::Inbound;
-use crate::state::{FinishJob, State};
+use crate::server::{Inbound, ReplyTo};
+use crate::state::{DueResolve, FinishJob, State};
 use peers::Peers;
 
 /// Most requests applied in one batch; the rest wait for the next turn so
@@ -43,6 +45,22 @@ pub(crate) enum Command {
     },
     /// The home shard answered a resolve.
     Outcome { txn: TxnId, committed: bool },
+    /// A peer refused a message for a slot it does not own; `map` is the
+    /// peer's map, and the message goes out again by the newer one.
+    Reroute { map: ShardMap, retry: Retry },
+    /// The pause of this move is durable: its copy may start.
+    MovePaused(u64),
+    /// The target of this move imported it.
+    TargetImported(u64),
+}
+
+/// A message to send again after a peer refused it.
+#[derive(Debug)]
+pub(crate) enum Retry {
+    /// A finish.
+    Finish(FinishJob),
+    /// A resolve.
+    Resolve(DueResolve),
 }
 
 /// The journal thread stopped, so nothing more can be made durable.
@@ -59,6 +77,11 @@ pub(crate) struct Owner {
     recycled: mpsc::UnboundedReceiver<Batch>,
     batch: Batch,
     peers: Peers,
+    /// Requests waiting for the move out of this shard to end.
+    move_waiters: Vec<(ReplyTo, u64)>,
+    /// The move whose copy is being sent, so that it is sent once.
+    copying: Option<u64>,
+    commands_sender: mpsc::UnboundedSender<Command>,
 }
 
 /// The channels an [`Owner`] is built with.
@@ -76,7 +99,7 @@ impl Owner {
         let peers = Peers::new(
             state.shard_id(),
             state.map().clone(),
-            channels.command_sender,
+            channels.command_sender.clone(),
         );
         Owner {
             state,
@@ -86,6 +109,9 @@ impl Owner {
             recycled: channels.recycled,
             batch: Batch::default(),
             peers,
+            move_waiters: Vec::new(),
+            copying: None,
+            commands_sender: channels.command_sender,
         }
     }
 
@@ -97,6 +123,11 @@ impl Owner {
             self.peers.deliver(job);
         }
         self.state.take_finishes();
+        // A move paused before the restart is durable: its copy goes out
+        // again.
+        if let Some(move_id) = self.state.moving().map(|m| m.move_id) {
+            self.send_copy(move_id);
+        }
         self.tick();
         self.flush().await?;
         loop {
@@ -142,6 +173,50 @@ impl Owner {
     fn on_request(&mut self, request: Inbound) {
         let Inbound { reply, id, op } = request;
         let method = op_name(&op);
+        let op = match op {
+            ShardOp::MoveSlots {
+                first,
+                last,
+                target,
+                target_address,
+                version,
+            } => {
+                let request = crate::state::MoveRequest {
+                    first,
+                    last,
+                    target,
+                    target_address,
+                    version,
+                };
+                self.start_move(reply, id, request);
+                return;
+            }
+            ShardOp::ImportSlots(import) => {
+                let map = import.map.clone();
+                let before = self.batch.record_count;
+                let result = self.state.handle(
+                    ShardOp::ImportSlots(import),
+                    now_unix_millis(),
+                    &mut self.batch,
+                );
+                if self.batch.record_count > before {
+                    self.batch.failpoints.after_import = true;
+                    self.peers.learn(&map, self.state.map());
+                    tracing::info!(
+                        shard.id = self.state.shard_id(),
+                        map_version = self.state.map().version,
+                        "slots imported"
+                    );
+                }
+                if let Err(error) = &result {
+                    tracing::warn!(shard.id = self.state.shard_id(), %error, "import refused");
+                }
+                self.collect_finishes();
+                self.batch.push_reply(&reply, id, result);
+                return;
+            }
+            op => op,
+        };
         let point = match op {
             ShardOp::Prepare { .. } => Some(true),
             ShardOp::Decide { .. } => Some(false),
@@ -190,6 +265,22 @@ impl Owner {
                 self.peers.resolved(txn);
                 self.state.apply_outcome(txn, committed, &mut self.batch)
             }
+            Command::Reroute { map, retry } => {
+                self.peers.learn(&map, self.state.map());
+                match retry {
+                    Retry::Finish(job) => self.peers.redeliver(job),
+                    Retry::Resolve(due) => {
+                        self.peers.resolved(due.txn);
+                        self.peers.resolve(due);
+                    }
+                }
+                Ok(())
+            }
+            Command::MovePaused(move_id) => {
+                self.send_copy(move_id);
+                Ok(())
+            }
+            Command::TargetImported(move_id) => self.hand_off(move_id),
         };
         if let Err(error) = result {
             tracing::warn!(shard.id = self.state.shard_id(), %error, "peer report not applied");

@@ -6,7 +6,7 @@
 //! carry every time and random choice they depend on.
 
 use serde::{Deserialize, Serialize};
-use trecho_common::internal::{Claim, TxnId};
+use trecho_common::internal::{Claim, SlotImport, TxnId};
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::types::Locator;
 
@@ -55,6 +55,10 @@ pub(crate) enum Record {
         /// Participant slots named by the sender, added to those already
         /// known.
         participant_slots: Vec<u16>,
+        /// The home slot of a transaction this shard never prepared, so
+        /// that its tombstone moves with the slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        home_slot: Option<u16>,
     },
     /// A participant applied the outcome: commit keeps the seats, release
     /// frees them. A release for an unknown transaction is a tombstone that
@@ -70,4 +74,23 @@ pub(crate) enum Record {
     /// The owner of participant slot `slot` acknowledged the finish of
     /// `txn`; it leaves the outbox unless a later outcome replaced it.
     FinishAcked { txn: TxnId, slot: u16, commit: bool },
+    /// The source of a move stops serving slots `first..=last` and takes
+    /// everything in them out of its state, to send to `target`. Replay
+    /// takes out the same state, because the records before this one are
+    /// the same.
+    MovePaused {
+        move_id: u64,
+        first: u16,
+        last: u16,
+        target: u32,
+        target_address: String,
+        version: u64,
+        paused_ms: i64,
+    },
+    /// The target of a move took the slots' state: from this record on it
+    /// owns them. The commit point of a move.
+    Imported { import: Box<SlotImport> },
+    /// The source learned that the target imported the move: the slots
+    /// belong to the target in this shard's map.
+    HandedOff { move_id: u64 },
 }

@@ -14,6 +14,7 @@
 
 mod apply;
 mod booking;
+mod moves;
 mod read;
 mod txn;
 
@@ -34,6 +35,7 @@ use crate::catalog::{Catalog, SegmentIndex};
 use crate::record::Record;
 
 pub use apply::ApplyError;
+pub(crate) use moves::{MoveOut, MoveRequest, MoveStart};
 pub(crate) use txn::DueResolve;
 
 /// Sales close this long before departure, in milliseconds.
@@ -87,6 +89,9 @@ enum ReservationState {
 /// A transaction whose home is this shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HomeTxn {
+    /// The slot the transaction lives in; `None` for a tombstone written
+    /// before tombstones recorded it, which stays on this shard.
+    home_slot: Option<u16>,
     /// Every participant slot, this shard's included.
     participants: Vec<u16>,
     outcome: Outcome,
@@ -189,6 +194,15 @@ pub(crate) struct State {
     next_seq: u64,
     rng: Rng,
     prepare_timeout_ms: i64,
+    /// The move that took slots out of this shard and waits for the
+    /// target to import them.
+    moving: Option<MoveOut>,
+    /// Moves this shard imported, so that a repeated import is answered
+    /// without applying it twice.
+    imported: rustc_hash::FxHashSet<u64>,
+    /// Segments in the slots this shard owns; the catalog also keeps the
+    /// segments of slots that moved away, hidden.
+    owned_segments: u64,
 }
 
 /// Returns the key of a request id: document and id, joined by a NUL that
@@ -210,6 +224,7 @@ impl State {
         rng: Rng,
         prepare_timeout_ms: u64,
     ) -> Self {
+        let owned_segments = catalog.len() as u64;
         State {
             shard_id,
             map,
@@ -228,6 +243,9 @@ impl State {
             next_seq: 0,
             rng,
             prepare_timeout_ms: i64::try_from(prepare_timeout_ms).unwrap_or(i64::MAX),
+            moving: None,
+            imported: rustc_hash::FxHashSet::default(),
+            owned_segments,
         }
     }
 
@@ -246,9 +264,9 @@ impl State {
         self.bookings.len()
     }
 
-    /// Returns the number of segments.
+    /// Returns the number of segments in the slots this shard owns.
     pub fn segment_count(&self) -> usize {
-        self.catalog.len()
+        self.owned_segments as usize
     }
 
     /// Serves one request at `now_ms`, emitting the records of any change
@@ -315,9 +333,12 @@ impl State {
             }
             ShardOp::ListBookings { document } => Ok(self.list_bookings(&document, now_ms)),
             ShardOp::Audit => Ok(ShardReply::Audit(self.audit())),
-            ShardOp::MoveSlots { .. } | ShardOp::ImportSlots(_) => Err(ShardError::BadRequest {
-                message: "moves are not built yet".to_owned(),
+            // The owner task starts moves itself, because their answer
+            // waits for the target.
+            ShardOp::MoveSlots { .. } => Err(ShardError::BadRequest {
+                message: "move_slots reached the state machine directly".to_owned(),
             }),
+            ShardOp::ImportSlots(import) => self.import(*import, sink),
         }
     }
 
@@ -364,9 +385,21 @@ impl State {
         jobs
     }
 
+    /// Returns whether this shard serves `slot`: it owns it and is not
+    /// moving it away.
+    pub(crate) fn owns(&self, slot: u16) -> bool {
+        self.map.owns(self.shard_id, slot) && !self.is_moving(slot)
+    }
+
     fn check_slot(&self, slot: u16) -> Result<(), ShardError> {
-        if self.map.owns(self.shard_id, slot) {
+        if self.owns(slot) {
             Ok(())
+        } else if self.is_moving(slot) {
+            Err(ShardError::SlotMoving {
+                slot,
+                shard: self.shard_id,
+                retry_after_ms: moves::RETRY_AFTER_MS,
+            })
         } else {
             Err(ShardError::NotOwner {
                 slot,

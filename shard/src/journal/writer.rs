@@ -53,6 +53,9 @@ impl JournalWriter {
                     let finishes = std::mem::take(&mut batch.finishes);
                     let _ = self.commands.send(Command::Deliver(finishes));
                 }
+                for move_id in batch.paused_moves.drain(..) {
+                    let _ = self.commands.send(Command::MovePaused(move_id));
+                }
                 batch.clear();
                 let _ = self.recycle.send(batch);
             }
@@ -86,6 +89,16 @@ fn stop_at_failpoints(batches: &[Batch]) {
     // finishes go out only after this thread hands them back).
     if batches.iter().any(|b| b.failpoints.after_decide) {
         failpoint::hit("shard.after_decide");
+    }
+    // shard.after_move_paused: the source of a move paused the slots on
+    // disk and sent the target nothing yet.
+    if batches.iter().any(|b| b.failpoints.after_move_paused) {
+        failpoint::hit("shard.after_move_paused");
+    }
+    // shard.after_import: the target of a move imported the slots on
+    // disk and has not answered the source.
+    if batches.iter().any(|b| b.failpoints.after_import) {
+        failpoint::hit("shard.after_import");
     }
 }
 

@@ -9,6 +9,10 @@
 //!
 //! A finish names participant slots. It goes to the shard that owns them
 //! under this shard's map, one message per owner for the slots it owns.
+//! A peer that does not own a slot any more refuses the message; the task
+//! then asks that peer for its map, and the owner task sends the message
+//! again by the newer of the two maps. A peer that is moving the slot
+//! right now refuses with `slot_moving`, and the task simply retries.
 //!
 //! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
 //! `shard.mid_finish` stops a home shard half-way through telling the
@@ -26,7 +30,7 @@ use trecho_common::internal::{ShardError, ShardOp, ShardReply, TxnId};
 use trecho_common::link::{LinkError, LinkOptions, ShardLink};
 use trecho_common::shardmap::ShardMap;
 
-use super::Command;
+use super::{Command, Retry};
 use crate::state::{DueResolve, FinishJob};
 
 /// First wait after a failed attempt; doubles up to [`MAX_BACKOFF`].
@@ -59,6 +63,43 @@ impl Peers {
         }
     }
 
+    /// Takes `map` as the map to send by when it is newer than the one in
+    /// use, keeping this shard's own slots as `own` says.
+    pub fn learn(&mut self, map: &ShardMap, own: &ShardMap) {
+        let newest = if map.version > self.map.version {
+            map
+        } else if own.version > self.map.version {
+            own
+        } else {
+            return;
+        };
+        let mut next = newest.clone();
+        if let Ok(me) = own.shard(self.shard_id) {
+            for &[first, last] in &me.slots {
+                let _ = next.assign(first, last, self.shard_id, &me.address, newest.version);
+            }
+        }
+        tracing::debug!(
+            shard.id = self.shard_id,
+            map_version = next.version,
+            "peers use a newer shard map"
+        );
+        self.map = next;
+        // Links to shards whose address changed are rebuilt on next use.
+        let map = &self.map;
+        self.links
+            .retain(|id, link| map.shard(*id).is_ok_and(|s| s.address == link.address()));
+    }
+
+    /// Sends a finish again after a peer refused it for a slot it does not
+    /// own.
+    pub fn redeliver(&mut self, job: FinishJob) {
+        for &slot in &job.slots {
+            self.finishing.remove(&(job.txn, slot, job.commit));
+        }
+        self.deliver(job);
+    }
+
     /// Sends the finish of `job` to the owner of each of its slots.
     pub fn deliver(&mut self, job: FinishJob) {
         let (txn, commit) = (job.txn, job.commit);
@@ -87,8 +128,16 @@ impl Peers {
                     matches!(reply, ShardReply::Ack).then_some(())
                 })
                 .await;
-                if acked.is_some() {
-                    let _ = commands.send(Command::FinishAcked { txn, slots, commit });
+                match acked {
+                    Sent::Answered(()) => {
+                        let _ = commands.send(Command::FinishAcked { txn, slots, commit });
+                    }
+                    Sent::Moved(map) => {
+                        let job = FinishJob { txn, commit, slots };
+                        let retry = Retry::Finish(job);
+                        let _ = commands.send(Command::Reroute { map, retry });
+                    }
+                    Sent::GaveUp => {}
                 }
             });
         }
@@ -123,7 +172,7 @@ impl Peers {
                 matches!(reply, ShardReply::Ack).then_some(())
             })
             .await;
-            if acked.is_some() {
+            if matches!(acked, Sent::Answered(())) {
                 failpoint::hit(MID_FINISH);
             }
         });
@@ -155,8 +204,15 @@ impl Peers {
                 _ => None,
             })
             .await;
-            if let Some(committed) = outcome {
-                let _ = commands.send(Command::Outcome { txn, committed });
+            match outcome {
+                Sent::Answered(committed) => {
+                    let _ = commands.send(Command::Outcome { txn, committed });
+                }
+                Sent::Moved(map) => {
+                    let retry = Retry::Resolve(due);
+                    let _ = commands.send(Command::Reroute { map, retry });
+                }
+                Sent::GaveUp => {}
             }
         });
     }
@@ -184,31 +240,52 @@ impl Peers {
     }
 }
 
+/// How a message to a peer ended.
+enum Sent<T> {
+    /// The peer answered.
+    Answered(T),
+    /// The peer does not own the slot; this is its map, with a version
+    /// above the one the message was sent by.
+    Moved(ShardMap),
+    /// The peer refused for a reason a retry would not change.
+    GaveUp,
+}
+
 /// Sends `op` until the peer answers with a reply that `accept` takes,
-/// waiting longer after each failure. Gives up only on a refusal that a
-/// retry would not change; the message is sent again on the next restart.
+/// waiting longer after each failure. A peer that does not own the slot is
+/// asked for its map, which the caller sends by next. Gives up only on a
+/// refusal that a retry would not change; the message is sent again on the
+/// next restart.
 async fn send_until_answered<T>(
     link: &ShardLink,
     op: &ShardOp,
     accept: impl Fn(&ShardReply) -> Option<T>,
-) -> Option<T> {
+) -> Sent<T> {
     let mut backoff = MIN_BACKOFF;
     loop {
         match link.call(op).await {
             Ok(reply) => {
                 if let Some(value) = accept(&reply) {
-                    return Some(value);
+                    return Sent::Answered(value);
                 }
                 // The reply is not logged: it may hold a passenger's details.
                 tracing::error!(
                     peer.id = link.shard(),
                     "unexpected answer from peer shard; the shards may run different versions"
                 );
-                return None;
+                return Sent::GaveUp;
+            }
+            Err(LinkError::Remote(ShardError::NotOwner { slot, owner, .. })) => {
+                tracing::debug!(peer.id = link.shard(), slot, owner = ?owner, "peer shard no longer owns a slot; asking for its map");
+                tokio::time::sleep(backoff).await;
+                if let Ok(ShardReply::ClusterMap { map }) = link.call(&ShardOp::ClusterMap).await {
+                    return Sent::Moved(map);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(LinkError::Remote(refusal)) if !is_transient(&refusal) => {
                 tracing::error!(peer.id = link.shard(), %refusal, "peer shard refused a transaction message");
-                return None;
+                return Sent::GaveUp;
             }
             Err(error) => {
                 tracing::debug!(peer.id = link.shard(), %error, "peer shard unavailable; retrying");
@@ -227,7 +304,7 @@ fn is_transient(refusal: &ShardError) -> bool {
         refusal,
         ShardError::Client {
             error: Error::Overloaded { .. } | Error::ShardUnavailable { .. },
-        }
+        } | ShardError::SlotMoving { .. }
     )
 }
 

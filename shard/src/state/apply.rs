@@ -24,6 +24,15 @@ pub struct ApplyError {
     reason: String,
 }
 
+impl ApplyError {
+    pub(super) fn new(txn: TxnId, reason: impl Into<String>) -> Self {
+        ApplyError {
+            txn,
+            reason: reason.into(),
+        }
+    }
+}
+
 fn fail<T>(txn: TxnId, reason: impl Into<String>) -> Result<T, ApplyError> {
     Err(ApplyError {
         txn,
@@ -72,11 +81,32 @@ impl State {
             Record::Aborted {
                 txn,
                 participant_slots,
-            } => self.apply_aborted(*txn, participant_slots),
+                home_slot,
+            } => self.apply_aborted(*txn, participant_slots, *home_slot),
             Record::Finished { txn, commit } => self.apply_finished(*txn, *commit),
             Record::Confirmed { locator } => self.apply_confirmed(*locator),
             Record::Cancelled { locator } => self.apply_ended(*locator, BookingStatus::Cancelled),
             Record::Expired { locator } => self.apply_ended(*locator, BookingStatus::Expired),
+            Record::MovePaused {
+                move_id,
+                first,
+                last,
+                target,
+                target_address,
+                version,
+                paused_ms,
+            } => {
+                let request = super::MoveRequest {
+                    first: *first,
+                    last: *last,
+                    target: *target,
+                    target_address: target_address.clone(),
+                    version: *version,
+                };
+                self.apply_move_paused(request, *move_id, *paused_ms)
+            }
+            Record::Imported { import } => self.apply_imported(import),
+            Record::HandedOff { move_id } => self.apply_handed_off(*move_id),
             Record::FinishAcked { txn, slot, commit } => {
                 if self.outbox.get(&(*txn, *slot)) == Some(commit) {
                     self.outbox.remove(&(*txn, *slot));
@@ -104,6 +134,7 @@ impl State {
             },
         );
         let home = HomeTxn {
+            home_slot: Some(new.locator.slot()),
             // Every slot of its segments, so that a cancel still reaches
             // the seats of a slot that has moved to another shard.
             participants: distinct_slots(new.request.segments.iter().map(String::as_str)),
@@ -163,6 +194,7 @@ impl State {
                     deadline_ms: *deadline_ms,
                 };
                 let home = HomeTxn {
+                    home_slot: Some(*home_slot),
                     participants: participant_slots.clone(),
                     outcome,
                 };
@@ -215,15 +247,21 @@ impl State {
         Ok(())
     }
 
-    fn apply_aborted(&mut self, txn: TxnId, named: &[u16]) -> Result<(), ApplyError> {
-        let mut participants = match self.txns.get(&txn) {
-            None => Vec::new(),
+    fn apply_aborted(
+        &mut self,
+        txn: TxnId,
+        named: &[u16],
+        home_slot: Option<u16>,
+    ) -> Result<(), ApplyError> {
+        let (mut participants, home_slot) = match self.txns.get(&txn) {
+            None => (Vec::new(), home_slot),
             Some(HomeTxn {
                 outcome: Outcome::Pending { deadline_ms, .. },
                 participants,
+                home_slot,
             }) => {
                 self.home_deadlines.remove(&(*deadline_ms, txn));
-                participants.clone()
+                (participants.clone(), *home_slot)
             }
             Some(_) => return fail(txn, "abort of a transaction already decided"),
         };
@@ -235,6 +273,7 @@ impl State {
         self.release(txn);
         self.queue_finishes(txn, &participants, false);
         let home = HomeTxn {
+            home_slot,
             participants,
             outcome: Outcome::Aborted,
         };
@@ -355,7 +394,7 @@ impl State {
 
     /// Frees the seats of this shard's reservation for `txn`, if it still
     /// counts any.
-    fn release(&mut self, txn: TxnId) {
+    pub(super) fn release(&mut self, txn: TxnId) {
         let Some(reservation) = self.reservations.get_mut(&txn) else {
             return;
         };
@@ -381,7 +420,7 @@ impl State {
         let slots: Vec<u16> = participants
             .iter()
             .copied()
-            .filter(|&slot| !self.map.owns(self.shard_id, slot))
+            .filter(|&slot| !self.owns(slot))
             .collect();
         if slots.is_empty() {
             return;

@@ -112,6 +112,7 @@ impl State {
                     Record::Aborted {
                         txn: earlier,
                         participant_slots: Vec::new(),
+                        home_slot: None,
                     },
                     sink,
                 )?;

@@ -8,7 +8,7 @@ use trecho_common::internal::{
 };
 use trecho_common::time::Date;
 
-use super::{Outcome, ReservationState, State};
+use super::{MoveOut, Outcome, ReservationState, State};
 use crate::catalog::SearchFilter;
 
 impl State {
@@ -23,9 +23,9 @@ impl State {
             shard_id: self.shard_id,
             map_version: self.map.version,
             slots,
-            segments: self.catalog.len() as u64,
+            segments: self.owned_segments,
             bookings: self.bookings.len() as u64,
-            moving: None,
+            moving: self.moving.as_ref().map(MoveOut::view),
         }
     }
 
@@ -43,7 +43,7 @@ impl State {
             destination,
             date,
         };
-        let owned = |entry: &crate::catalog::SegmentEntry| self.map.owns(self.shard_id, entry.slot);
+        let owned = |entry: &crate::catalog::SegmentEntry| self.owns(entry.slot);
         let found = self.catalog.search(filter, limit as usize, owned);
         let segments = found.into_iter().map(|i| self.catalog.view(i)).collect();
         ShardReply::Segments { segments }

@@ -1489,3 +1489,5 @@ fn home_prepare_needs_the_document_owner() {
     }
     assert_eq!(trip.home.handle(with_claim, now), Ok(ShardReply::Prepared));
 }
+
+mod moves;

@@ -176,6 +176,7 @@ impl State {
                 let record = Record::Aborted {
                     txn,
                     participant_slots,
+                    home_slot: Some(home_slot),
                 };
                 self.emit(record, sink)?;
                 tracing::debug!(shard.id = self.shard_id, txn, "aborted");
@@ -270,6 +271,7 @@ impl State {
                 let record = Record::Aborted {
                     txn,
                     participant_slots,
+                    home_slot: Some(home_slot),
                 };
                 self.emit(record, sink)?;
                 tracing::debug!(shard.id = self.shard_id, txn, "aborted on resolve");
@@ -327,6 +329,7 @@ impl State {
             let record = Record::Aborted {
                 txn,
                 participant_slots,
+                home_slot: None,
             };
             self.emit(record, sink)?;
         }
@@ -340,7 +343,7 @@ impl State {
                 continue;
             };
             let home_slot = reservation.home_slot;
-            if self.map.owns(self.shard_id, home_slot) {
+            if self.owns(home_slot) {
                 self.resolve_locally(txn, home_slot, sink)?;
             } else {
                 due.push(DueResolve { txn, home_slot });

@@ -1,0 +1,177 @@
+//! The owner task's side of a move out of this shard: it pauses the
+//! slots, sends their state to the target until the target answers, and
+//! then hands the slots off. Docs/design.md "One move" has the steps and
+//! their crash cases.
+//!
+//! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
+//! `shard.before_hand_off` stops the source once the target answered that
+//! it imported the move, before the source records the hand-off.
+
+use std::time::Duration;
+
+use trecho_common::error::Error;
+use trecho_common::failpoint;
+use trecho_common::internal::{ShardError, ShardOp, ShardReply};
+use trecho_common::link::{LinkError, LinkOptions, ShardLink};
+use trecho_common::time::now_unix_millis;
+
+use super::{Command, Owner};
+use crate::server::ReplyTo;
+use crate::state::{MoveRequest, MoveStart};
+
+/// How long the target may take to import one move: it parses and
+/// journals every row of the slots.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// First wait after a failed copy; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Owner {
+    /// Serves `move_slots`: pauses the slots, or joins the move already
+    /// running. The answer waits for the hand-off.
+    pub(super) fn start_move(&mut self, reply: ReplyTo, id: u64, request: MoveRequest) {
+        let before = self.batch.record_count;
+        let shard = self.state.shard_id();
+        let (first, last, target) = (request.first, request.last, request.target);
+        match self
+            .state
+            .start_move(request, now_unix_millis(), &mut self.batch)
+        {
+            Ok(MoveStart::Started(move_id)) => {
+                if self.batch.record_count > before {
+                    self.batch.failpoints.after_move_paused = true;
+                }
+                self.batch.paused_moves.push(move_id);
+                tracing::info!(
+                    shard.id = shard,
+                    move_id,
+                    first,
+                    last,
+                    target,
+                    "slots paused for a move"
+                );
+                self.move_waiters.push((reply, id));
+            }
+            Ok(MoveStart::Running(_)) => self.move_waiters.push((reply, id)),
+            Ok(MoveStart::Done { version }) => {
+                let done = ShardReply::Moved {
+                    version,
+                    rows: 0,
+                    pause_ms: 0,
+                };
+                self.batch.push_reply(&reply, id, Ok(done));
+            }
+            Err(error) => {
+                tracing::warn!(shard.id = shard, first, last, target, %error, "move refused");
+                self.batch.push_reply(&reply, id, Err(error));
+            }
+        }
+    }
+
+    /// Sends the paused slots' state to the target until it answers that
+    /// it imported them. A copy already on its way is not sent twice.
+    pub(super) fn send_copy(&mut self, move_id: u64) {
+        let Some(running) = self.state.moving() else {
+            return;
+        };
+        if running.move_id != move_id || self.copying == Some(move_id) {
+            return;
+        }
+        self.copying = Some(move_id);
+        let shard = self.state.shard_id();
+        let import = running.import(shard, self.state.map());
+        let rows = import.state.rows();
+        let options = LinkOptions {
+            request_timeout: IMPORT_TIMEOUT,
+            ..LinkOptions::default()
+        };
+        let link = ShardLink::spawn(running.target, running.target_address.clone(), options);
+        let commands = self.commands_sender.clone();
+        let op = ShardOp::ImportSlots(Box::new(import));
+        tracing::info!(
+            shard.id = shard,
+            move_id,
+            rows,
+            target = link.shard(),
+            "sending moved slots to the target"
+        );
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            loop {
+                match link.call(&op).await {
+                    Ok(ShardReply::Imported) => {
+                        let _ = commands.send(Command::TargetImported(move_id));
+                        return;
+                    }
+                    Ok(_) => tracing::error!(
+                        shard.id = shard,
+                        move_id,
+                        "the target answered an import with something else; the shards may run \
+                         different versions"
+                    ),
+                    Err(LinkError::Remote(refusal)) if !is_transient(&refusal) => {
+                        tracing::error!(
+                            shard.id = shard,
+                            move_id,
+                            %refusal,
+                            "the target refused the moved slots; the slots stay paused until it takes them"
+                        );
+                    }
+                    Err(error) => tracing::warn!(
+                        shard.id = shard,
+                        move_id,
+                        %error,
+                        "the target of a move is unavailable; retrying"
+                    ),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+    }
+
+    /// Records that the target owns the slots and answers the requests
+    /// that waited for the move.
+    pub(super) fn hand_off(&mut self, move_id: u64) -> Result<(), ShardError> {
+        failpoint::hit("shard.before_hand_off");
+        if self.copying == Some(move_id) {
+            self.copying = None;
+        }
+        let Some(done) = self.state.hand_off(move_id, &mut self.batch)? else {
+            return Ok(());
+        };
+        let pause_ms = u64::try_from(now_unix_millis() - done.paused_ms).unwrap_or(0);
+        let rows = done.state.rows();
+        tracing::info!(
+            shard.id = self.state.shard_id(),
+            move_id,
+            first = done.first,
+            last = done.last,
+            target = done.target,
+            map_version = done.version,
+            rows,
+            pause_ms,
+            "slots handed off"
+        );
+        self.peers.learn(self.state.map(), self.state.map());
+        let moved = ShardReply::Moved {
+            version: done.version,
+            rows,
+            pause_ms,
+        };
+        for (reply, id) in std::mem::take(&mut self.move_waiters) {
+            self.batch.push_reply(&reply, id, Ok(moved.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Returns whether a refusal of an import may pass by itself.
+fn is_transient(refusal: &ShardError) -> bool {
+    matches!(
+        refusal,
+        ShardError::Client {
+            error: Error::Overloaded { .. } | Error::ShardUnavailable { .. },
+        }
+    )
+}
