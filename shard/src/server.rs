@@ -21,8 +21,10 @@ use trecho_common::protocol::framing::{Frame, LineReader};
 
 use crate::batch::Batch;
 
-/// Longest request line, in bytes.
-const MAX_LINE: usize = 1 << 20;
+/// Longest request line, in bytes. Most requests are a few hundred bytes;
+/// the import of a move carries every row of its slots in one line. Only
+/// routers and shards reach this listener.
+const MAX_LINE: usize = 256 << 20;
 /// Requests one connection may have waiting for replies before its reader
 /// stops reading, so a client that does not read cannot grow our buffers.
 const MAX_IN_FLIGHT: usize = 16_384;

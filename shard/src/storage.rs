@@ -75,7 +75,7 @@ pub enum Error {
     /// The shard map gives this shard other slots than those it was seeded
     /// with.
     #[error(
-        "data directory {} of shard {shard_id} was seeded with slots {} but the shard map gives it slots {}; start the shard with the original shard map, or with an empty data directory to seed the new slots, because slots cannot move between shards yet",
+        "data directory {} of shard {shard_id} was seeded with slots {} but the shard map gives it slots {}; start the shard with the shard map it was first started with: slots change shards only through `trecho admin` moves, which the journal records",
         path.display(),
         slot_list(seeded),
         slot_list(configured)
@@ -230,10 +230,10 @@ fn check_meta(dir: &Path, shard_id: u32, map: &ShardMap, seeded: bool) -> Result
             expected: shard_id,
         });
     }
-    // Slots do not move between shards yet, so serving other slots than
-    // the seeded ones would report segments this directory lacks as not
-    // found and hide the ones it has. A new map version with the same
-    // slots is accepted.
+    // Moves change a shard's slots through its journal, never through the
+    // configured map: a map giving this directory other seeded slots would
+    // report segments it lacks as not found and hide the ones it has. A new
+    // map version with the same slots is accepted.
     if merged(&meta.slots) != merged(&slots) {
         return Err(Error::SlotsChanged {
             path: dir.to_owned(),
