@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Writes compose.yaml and cluster.toml for a cluster of N shards into DIR
-# (default: deploy/cluster-N). Slots cannot move between running shards, so
-# a cluster with another number of shards starts from empty volumes: stop
-# the old project, generate the new files, and bring them up under a new
-# project name. `gen-cluster.sh 3 deploy` rewrites the checked-in files.
+# (default: deploy/cluster-N). The compose file also defines SPARES spare
+# shards (default 2) under the profile `grow`: they start only when named,
+# own no slots, and take slots from `trecho admin add-shard` (see the
+# README's Operations section). `gen-cluster.sh 3 deploy` rewrites the
+# checked-in files.
 #
 #   deploy/gen-cluster.sh 5
 #   docker-compose -p trecho5 -f deploy/cluster-5/compose.yaml up -d
@@ -19,9 +20,16 @@ deploy=$(cd "$(dirname "$0")" && pwd)
 dir=${2:-$deploy/cluster-$shards}
 mkdir -p "$dir"
 slots=16384
+spares=${SPARES:-2}
+if ! [[ $spares =~ ^[0-9]+$ ]] || ((spares > 64)); then
+    echo "invalid SPARES '$spares'; give a number from 0 to 64" >&2
+    exit 2
+fi
 seeds=""
+spec=""
 for ((i = 0; i < shards; i++)); do
     seeds+="${seeds:+,}shard-$i:7001"
+    spec+="${spec:+;}$i=shard-$i:7001@$((i * slots / shards))-$(((i + 1) * slots / shards - 1))"
 done
 
 {
@@ -75,6 +83,7 @@ x-router: &router
   environment:
     TRECHO_LISTEN: "0.0.0.0:7878"
     TRECHO_SEEDS: "$seeds"
+    TRECHO_ADMIN_TOKEN: \${TRECHO_ADMIN_TOKEN:-}
     RUST_LOG: \${RUST_LOG:-info}
   networks: [cluster]
   depends_on:
@@ -108,6 +117,25 @@ SERVICES
 
 SERVICE
     done
+    for ((i = shards; i < shards + spares; i++)); do
+        cat <<SPARE
+  # A spare shard: it owns no slots until \`trecho admin add-shard shard-$i:7001\`
+  # moves some to it. Start it with \`--profile grow up -d shard-$i\`.
+  shard-$i:
+    <<: *shard
+    command: ["trecho-shard"]
+    profiles: ["grow"]
+    environment:
+      TRECHO_ID: "$i"
+      TRECHO_LISTEN: "0.0.0.0:7001"
+      TRECHO_DATA_DIR: /data
+      TRECHO_SHARDS: "$spec;$i=shard-$i:7001@"
+      RUST_LOG: \${RUST_LOG:-info}
+    volumes:
+      - shard-$i-data:/data
+
+SPARE
+    done
     cat <<ROUTER
   router:
     <<: *router
@@ -126,7 +154,7 @@ networks:
 
 volumes:
 TAIL
-    for ((i = 0; i < shards; i++)); do
+    for ((i = 0; i < shards + spares; i++)); do
         echo "  shard-$i-data: {}"
     done
 } >"$dir/compose.yaml"
