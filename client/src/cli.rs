@@ -1,10 +1,12 @@
 //! The `trecho` command line: argument parsing and dispatch.
 //!
-//! Client commands call the router through [`trecho_client::Client`]. The
+//! Client commands call the router through [`trecho_client::Client`], and
+//! `admin` commands move slots between shards through it. The
 //! `shard` and `router` commands run that process in this one, `cluster`
 //! starts a local cluster of child processes, and `schedule import` builds
 //! a schedule file.
 
+mod admin;
 mod args;
 mod audit;
 mod cluster;
@@ -89,6 +91,10 @@ pub(crate) fn main() -> ExitCode {
         Command::Audit(args) => {
             install_tracing("warn");
             block_on(audit::run(args))
+        }
+        Command::Admin(command) => {
+            install_tracing("warn");
+            block_on(admin::run(command))
         }
         Command::Schedule(command) => schedule::run(command),
         Command::Client(command) => {

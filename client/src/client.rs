@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use trecho_common::protocol::framing::{Frame, LineReader};
 use trecho_common::protocol::methods::{
-    AirportsResult, BookParams, BookingRef, BookingsResult, ClusterStatus, DocumentRef, Pong,
+    AddShardParams, AddShardResult, AdminToken, AirportsResult, BookParams, BookingRef,
+    BookingsResult, ClusterStatus, DocumentRef, MoveSlotsParams, MoveSlotsResult, Pong,
     RoutesParams, RoutesResult, SearchParams, SearchResult, SegmentRef,
 };
 use trecho_common::types::{Booking, Segment};
@@ -433,6 +434,75 @@ impl Client {
     /// Returns the errors described on [`ClientError`].
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
         self.request::<(), _>("cluster.status", None).await
+    }
+
+    /// Moves slots `first..=last`, all owned by one shard, to shard `to`
+    /// (`admin.move_slots`), and returns once shard `to` owns them.
+    ///
+    /// Writes to those slots wait while the move pauses them, and the result
+    /// gives that pause. After a lost connection or a timeout, the move may
+    /// still finish: [`Client::status`] shows the slots' owner and any move
+    /// in progress.
+    ///
+    /// # Errors
+    ///
+    /// Returns `unauthorized` (1012) when `token` is not the router's admin
+    /// token and `invalid params` for slots out of range or with more than
+    /// one owner, as [`ClientError::Rpc`]. The retryable kinds
+    /// `shard_unavailable`, `outcome_unknown`, `overloaded` and
+    /// `map_changed` leave it to the caller to check the owner and send the
+    /// move again. The connection errors are described on [`ClientError`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use trecho_client::{AdminToken, Client};
+    ///
+    /// # async fn run(client: Client) -> Result<(), trecho_client::ClientError> {
+    /// let token = AdminToken(std::env::var("TRECHO_ADMIN_TOKEN").unwrap_or_default());
+    /// let moved = client.move_slots(&token, 100, 355, 3).await?;
+    /// println!(
+    ///     "shard {} gave {} rows to shard {}; writes paused {} ms",
+    ///     moved.from, moved.rows, moved.to, moved.pause_ms
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn move_slots(
+        &self,
+        token: &AdminToken,
+        first: u16,
+        last: u16,
+        to: u32,
+    ) -> Result<MoveSlotsResult, ClientError> {
+        let params = MoveSlotsParams {
+            token: token.clone(),
+            first,
+            last,
+            to,
+        };
+        self.request("admin.move_slots", Some(&params)).await
+    }
+
+    /// Adds the shard listening at `address` (`HOST:PORT`) to the cluster
+    /// (`admin.add_shard`). The new shard owns no slots until slots move to
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// Returns `unauthorized` (1012) when `token` is not the router's admin
+    /// token, other router errors as [`ClientError::Rpc`], and the
+    /// connection errors described on [`ClientError`].
+    pub async fn add_shard(
+        &self,
+        token: &AdminToken,
+        address: &str,
+    ) -> Result<AddShardResult, ClientError> {
+        let params = AddShardParams {
+            token: token.clone(),
+            address: address.to_owned(),
+        };
+        self.request("admin.add_shard", Some(&params)).await
     }
 
     async fn request<P, R>(&self, method: &str, params: Option<&P>) -> Result<R, ClientError>

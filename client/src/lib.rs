@@ -25,5 +25,7 @@ mod raw;
 pub use client::{Client, ClientOptions};
 pub use error::{ClientError, RpcError};
 pub use raw::RawConnection;
-pub use trecho_common::protocol::methods::{BookParams, RoutesParams, SearchParams};
+pub use trecho_common::protocol::methods::{
+    AddShardResult, AdminToken, BookParams, MoveSlotsResult, RoutesParams, SearchParams,
+};
 pub use trecho_common::types::{Booking, BookingStatus, Passenger, Segment};

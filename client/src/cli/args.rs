@@ -6,10 +6,15 @@ use clap::{Args, Parser, Subcommand};
 use trecho_common::protocol::DEFAULT_ROUTER_ADDR;
 use trecho_common::time::Date;
 
+pub(crate) use admin::{
+    AddShardArgs, AdminArgs, AdminCommand, MoveSlotsArgs, RebalanceArgs, RemoveShardArgs,
+};
+
 /// trecho: book flight segments on a sharded cluster.
 ///
 /// Start a local cluster with `trecho cluster`, then search and book from
-/// another terminal, for example `trecho search GRU SSA`.
+/// another terminal, for example `trecho search GRU SSA`. Grow or shrink a
+/// running cluster with `trecho admin`.
 #[derive(Debug, Parser)]
 #[command(name = "trecho", version)]
 pub(crate) struct Cli {
@@ -28,6 +33,10 @@ pub(crate) enum Command {
     /// Check the seat and booking invariants on every shard; exit 1 on any
     /// violation.
     Audit(AuditArgs),
+    /// Move slots between shards, add and remove shards, and rebalance.
+    /// Needs the router's admin token (--token or TRECHO_ADMIN_TOKEN).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Build schedule files.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -320,5 +329,6 @@ fn date(text: &str) -> Result<Date, String> {
     Date::parse(text)
 }
 
+mod admin;
 #[cfg(test)]
 mod tests;

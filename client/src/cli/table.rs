@@ -103,6 +103,19 @@ pub(crate) fn duration(minutes: u32) -> String {
     }
 }
 
+/// Formats a count with commas between groups of three digits: `12,345`.
+pub(crate) fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +166,14 @@ SSA   Salvador     174
     fn local_time_returns_unknown_shapes_unchanged() {
         assert_eq!(local_time("tomorrow"), "tomorrow");
         assert_eq!(local_time("2026-12-20T07"), "2026-12-20T07");
+    }
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

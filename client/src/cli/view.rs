@@ -2,12 +2,13 @@
 
 use std::fmt::Write as _;
 
+use trecho_common::internal::MoveView;
 use trecho_common::protocol::methods::{
     AirportsResult, BookingsResult, ClusterStatus, Coverage, Route, RoutesResult,
 };
 use trecho_common::types::{Booking, Segment};
 
-use super::table::{duration, local_time, Table};
+use super::table::{duration, local_time, thousands, Table};
 
 /// Renders one line per airport: code, name and city.
 pub(crate) fn airports(result: &AirportsResult) -> String {
@@ -121,8 +122,15 @@ pub(crate) fn bookings(result: &BookingsResult) -> String {
     table.render()
 }
 
-/// Renders the shard map's version and one line per shard.
+/// Renders the shard map's version and one line per shard, then a line
+/// for each move in progress and each shard without slots.
 pub(crate) fn status(status: &ClusterStatus) -> String {
+    status_at(status, unix_now_ms())
+}
+
+/// Renders [`status`] as of `now_ms`, Unix milliseconds, which dates the
+/// write pauses of moves in progress.
+fn status_at(status: &ClusterStatus, now_ms: i64) -> String {
     let healthy = status.shards.iter().filter(|s| s.healthy).count();
     let mut out = format!(
         "shard map version {}, {} slots, {healthy} of {} shards healthy\n",
@@ -141,17 +149,67 @@ pub(crate) fn status(status: &ClusterStatus) -> String {
             .map(|[first, last]| format!("{first}-{last}"))
             .collect();
         let count = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let slots = if slots.is_empty() {
+            "none".to_owned()
+        } else {
+            slots.join(",")
+        };
         table.push(vec![
             shard.id.to_string(),
             shard.address.clone(),
-            slots.join(","),
+            slots,
             if shard.healthy { "yes" } else { "NO" }.to_owned(),
             count(shard.segments),
             count(shard.bookings),
         ]);
     }
     out.push_str(&table.render());
+    for shard in &status.shards {
+        if let Some(moving) = &shard.moving {
+            let summary = move_summary(moving, now_ms);
+            let _ = writeln!(out, "shard {} is {summary}", shard.id);
+        }
+    }
+    for shard in status.shards.iter().filter(|s| s.slots.is_empty()) {
+        let _ = writeln!(
+            out,
+            "shard {} owns no slots: stop it, or move slots to it with \
+             `trecho admin add-shard {}`",
+            shard.id, shard.address
+        );
+    }
     out
+}
+
+/// Describes a move in progress as of `now_ms`, Unix milliseconds:
+/// "moving slots 100-355 to shard 3, 1,234 rows, paused 120 ms".
+pub(crate) fn move_summary(moving: &MoveView, now_ms: i64) -> String {
+    let slots = if moving.first == moving.last {
+        format!("slot {}", moving.first)
+    } else {
+        format!("slots {}-{}", moving.first, moving.last)
+    };
+    // Shards report a move from its pause on, so the start is set. A start
+    // of 0 or less would be a move reported before its pause.
+    let state = if moving.paused_since_ms > 0 {
+        let paused = (now_ms - moving.paused_since_ms).max(0);
+        format!("paused {} ms", thousands(paused as u64))
+    } else {
+        "copying".to_owned()
+    };
+    format!(
+        "moving {slots} to shard {}, {} rows, {state}",
+        moving.target,
+        thousands(moving.rows)
+    )
+}
+
+/// Returns the current time in Unix milliseconds, or 0 when the clock is
+/// before 1970.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 /// Returns a warning for a result that lacks some shards' data, or `None`
@@ -304,6 +362,60 @@ SHARD  ADDRESS         SLOTS       HEALTHY  SEGMENTS  BOOKINGS
     1  127.0.0.1:7880  8192-16383  NO              -         -
 ";
         assert_eq!(super::status(&status), expected);
+    }
+
+    #[test]
+    fn status_shows_moves_and_shards_without_slots() {
+        let shard = |id: u32, slots: Vec<[u16; 2]>, moving| ShardStatusView {
+            id,
+            address: format!("127.0.0.1:{}", 7879 + id),
+            slots,
+            healthy: true,
+            segments: Some(10),
+            bookings: Some(0),
+            moving,
+        };
+        let moving = MoveView {
+            first: 100,
+            last: 355,
+            target: 1,
+            version: 2,
+            rows: 1234,
+            paused_since_ms: 1_000_000,
+        };
+        let status = ClusterStatus {
+            slots_total: 16384,
+            map_version: 1,
+            shards: vec![
+                shard(0, vec![[0, 16383]], Some(moving)),
+                shard(1, vec![], None),
+            ],
+        };
+        let expected = "\
+shard map version 1, 16384 slots, 2 of 2 shards healthy
+SHARD  ADDRESS         SLOTS    HEALTHY  SEGMENTS  BOOKINGS
+    0  127.0.0.1:7879  0-16383  yes            10         0
+    1  127.0.0.1:7880  none     yes            10         0
+shard 0 is moving slots 100-355 to shard 1, 1,234 rows, paused 120 ms
+shard 1 owns no slots: stop it, or move slots to it with `trecho admin add-shard 127.0.0.1:7880`
+";
+        assert_eq!(status_at(&status, 1_000_120), expected);
+    }
+
+    #[test]
+    fn move_before_pause_shows_copying() {
+        let moving = MoveView {
+            first: 7,
+            last: 7,
+            target: 2,
+            version: 5,
+            rows: 0,
+            paused_since_ms: 0,
+        };
+        assert_eq!(
+            move_summary(&moving, 1_000),
+            "moving slot 7 to shard 2, 0 rows, copying"
+        );
     }
 
     #[test]

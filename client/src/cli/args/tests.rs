@@ -218,3 +218,84 @@ fn health_and_audit_parse_their_options() {
     assert_eq!(args.in_doubt_after, 20);
     assert!(parse(&["audit", "--in-doubt-after", "soon"]).is_err());
 }
+
+#[test]
+fn admin_move_slots_takes_range_or_single_slot() {
+    let cli = parse(&[
+        "admin",
+        "move-slots",
+        "100-355",
+        "--to",
+        "3",
+        "--batch",
+        "64",
+        "--token",
+        "s3cret",
+    ])
+    .unwrap();
+    let Command::Admin(AdminCommand::MoveSlots(args)) = cli.command else {
+        panic!("expected admin move-slots")
+    };
+    assert_eq!((args.range.first, args.range.last), (100, 355));
+    assert_eq!(args.to, 3);
+    assert_eq!(args.admin.batch, 64);
+    assert!(!args.dry_run);
+
+    let cli = parse(&["admin", "move-slots", "16383", "--to", "0"]).unwrap();
+    let Command::Admin(AdminCommand::MoveSlots(args)) = cli.command else {
+        panic!("expected admin move-slots")
+    };
+    assert_eq!((args.range.first, args.range.last), (16383, 16383));
+    assert_eq!(args.admin.batch, 256);
+}
+
+#[test]
+fn admin_move_slots_rejects_bad_ranges() {
+    for range in ["16384", "10-5", "a-b", "5-", "-3"] {
+        let error = parse(&["admin", "move-slots", range, "--to", "1"]).unwrap_err();
+        assert!(error.to_string().contains("slot"), "{range}: {error}");
+    }
+    assert!(parse(&["admin", "move-slots", "1-2"]).is_err());
+    for batch in ["0", "16385"] {
+        let args = ["admin", "rebalance", "--batch", batch];
+        assert!(parse(&args).is_err(), "batch {batch}");
+    }
+}
+
+#[test]
+fn admin_token_stays_out_of_debug() {
+    let cli = parse(&["admin", "rebalance", "--token", "s3cret-token"]).unwrap();
+    let text = format!("{cli:?}");
+    assert!(!text.contains("s3cret-token"), "{text}");
+    let Command::Admin(AdminCommand::Rebalance(args)) = cli.command else {
+        panic!("expected admin rebalance")
+    };
+    let token = args.admin.token.expect("token parsed");
+    assert_eq!(token.0, "s3cret-token");
+}
+
+#[test]
+fn admin_commands_parse_their_arguments() {
+    let cli = parse(&[
+        "admin",
+        "add-shard",
+        "10.0.0.4:7001",
+        "--router",
+        "10.0.0.9:7878",
+    ])
+    .unwrap();
+    let Command::Admin(AdminCommand::AddShard(args)) = cli.command else {
+        panic!("expected admin add-shard")
+    };
+    assert_eq!(args.address, "10.0.0.4:7001");
+    assert_eq!(args.admin.client.router, "10.0.0.9:7878");
+
+    let cli = parse(&["admin", "remove-shard", "2", "--dry-run", "--json"]).unwrap();
+    let Command::Admin(AdminCommand::RemoveShard(args)) = cli.command else {
+        panic!("expected admin remove-shard")
+    };
+    assert_eq!(args.id, 2);
+    assert!(args.dry_run);
+    assert!(args.admin.client.json);
+    assert!(parse(&["admin", "remove-shard", "two"]).is_err());
+}
