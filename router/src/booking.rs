@@ -7,11 +7,13 @@
 
 mod two_phase;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use trecho_common::error::Error;
 use trecho_common::hashing::slot;
-use trecho_common::internal::{ShardError, ShardOp, ShardReply};
+use trecho_common::internal::{ShardOp, ShardReply};
 use trecho_common::link::{LinkError, ShardLink};
 use trecho_common::protocol::methods::BookRequest;
 
@@ -19,6 +21,7 @@ use crate::cluster::Cluster;
 use crate::dispatch::Pending;
 use crate::forward::expect_booking;
 use crate::response::Reply;
+use crate::retry::{Refusal, Retries};
 use crate::shard_error::{client_error, unexpected_reply};
 
 /// The segments of a booking that live on one shard.
@@ -54,51 +57,78 @@ pub(crate) fn group_by_owner(segments: &[String], owner: impl Fn(&str) -> usize)
 /// shard, it joins the two-phase commit, with no segments when it owns none,
 /// to claim the request id; its refusal is `request_id_reused`.
 ///
-/// When a shard rejects a slot of the booking with `not_owner`, the
-/// router refreshes its map and books once more. The rejecting shard
-/// changed nothing, and a two-phase commit is aborted before its response.
+/// When a shard rejects a slot of the booking with `not_owner` or
+/// `slot_moving`, the router waits and refreshes its map as [`Retries`]
+/// allows, then plans and books again. The rejecting shard changed
+/// nothing, and a two-phase commit is aborted before its response.
 pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
-    let (groups, claim_at) = plan(cluster, &request);
+    let first = attempt(cluster, request);
     let cluster = cluster.clone();
-    if groups.len() == 1 {
-        let link = cluster.link(groups[0].link).clone();
-        let op = ShardOp::Book { request };
-        let answer = link.send(&op);
-        return Box::pin(async move {
-            match answer.await {
-                Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
-                    cluster.refresh().await;
-                    let ShardOp::Book { request } = op else {
-                        return Err(Error::internal("a booking lost its request; this is a bug"));
-                    };
-                    book_once(&cluster, request).await
-                }
-                answer => booking_result(&link, answer),
-            }
-        });
-    }
-    let first = two_phase::start(cluster.clone(), request.clone(), groups, claim_at);
     Box::pin(async move {
-        match first.await {
-            Err(Error::MapChanged { .. }) => {
-                cluster.refresh().await;
-                book_once(&cluster, request).await
+        let mut result = first.await;
+        let mut retries = Retries::default();
+        loop {
+            let failed = match result {
+                Ok(reply) => return Ok(reply),
+                Err(failed) => failed,
+            };
+            let Some(refusal) = failed.refusal else {
+                return Err(failed.error);
+            };
+            if !retries.again(&cluster, refusal).await {
+                return Err(failed.error);
             }
-            other => other,
+            tracing::debug!(?refusal, "booking again after the map changed");
+            result = attempt(&cluster, failed.request).await;
         }
     })
 }
 
-/// Plans and starts a booking on the map in use, without the retry of
-/// [`book`].
-fn book_once(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
+/// A failed attempt at a booking.
+struct Failed {
+    /// The client's error when the booking is not tried again.
+    error: Error,
+    /// Set when a shard refused a slot it does not serve right now, so
+    /// that booking again on a refreshed map may succeed.
+    refusal: Option<Refusal>,
+    /// The request, for the next attempt.
+    request: BookRequest,
+}
+
+/// The future of one attempt.
+type Attempt = Pin<Box<dyn Future<Output = Result<Reply, Failed>> + Send>>;
+
+/// Plans a booking on the map in use and queues its first shard messages
+/// now, before returning the future of the attempt.
+fn attempt(cluster: &Arc<Cluster>, request: BookRequest) -> Attempt {
     let (groups, claim_at) = plan(cluster, &request);
     if groups.len() > 1 {
-        return two_phase::start(cluster.clone(), request, groups, claim_at);
+        let booking = two_phase::start(cluster.clone(), request.clone(), groups, claim_at);
+        return Box::pin(async move {
+            booking.await.map(Reply::Booking).map_err(|failure| Failed {
+                error: failure.error,
+                refusal: failure.refusal,
+                request,
+            })
+        });
     }
     let link = cluster.link(groups[0].link).clone();
-    let answer = link.send(&ShardOp::Book { request });
-    Box::pin(async move { booking_result(&link, answer.await) })
+    let op = ShardOp::Book { request };
+    let answer = link.send(&op);
+    Box::pin(async move {
+        let answer = answer.await;
+        let refusal = Refusal::of(&answer);
+        booking_result(&link, answer).map_err(|error| {
+            let ShardOp::Book { request } = op else {
+                unreachable!("the op was built as a book request above");
+            };
+            Failed {
+                error,
+                refusal,
+                request,
+            }
+        })
+    })
 }
 
 /// Returns the client's result for a single-shard booking's answer from

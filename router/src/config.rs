@@ -6,16 +6,22 @@
 //! themselves when `seeds` lists their addresses. Otherwise it is a
 //! `shards` spec string or `[[shard_map]]` tables in the file, and the spec
 //! wins.
+//!
+//! The admin token is kept in an [`AdminToken`], whose `Debug` form hides
+//! it, so neither [`RouterConfig`] nor [`Args`] shows it when printed.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use trecho_common::config::{self as common_config, Error};
+use trecho_common::protocol::methods::AdminToken;
 use trecho_common::protocol::{DEFAULT_MAX_LINE, DEFAULT_ROUTER_ADDR};
 use trecho_common::shardmap::{ShardInfo, ShardMap};
 
 /// Smallest `max_line` accepted: room for any valid single request.
 const MIN_MAX_LINE: usize = 1024;
+/// The environment variable of the admin token, read as exact text.
+pub(crate) const ADMIN_TOKEN_VARIABLE: &str = "TRECHO_ADMIN_TOKEN";
 
 /// Everything the router reads from configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -56,6 +62,12 @@ pub struct RouterConfig {
     /// Time a participant keeps prepared seats before it asks the home
     /// shard for the outcome, in milliseconds.
     pub prepare_timeout_ms: u64,
+    /// Time between two refreshes of the shard map from the shards that no
+    /// refusal asked for, in milliseconds; 0 refreshes only on refusals.
+    pub map_refresh_ms: u64,
+    /// The secret that `admin.*` methods must carry; without one they are
+    /// off.
+    pub admin_token: Option<AdminToken>,
 }
 
 impl Default for RouterConfig {
@@ -74,6 +86,8 @@ impl Default for RouterConfig {
             request_timeout_ms: 1000,
             idle_timeout_ms: 300_000,
             prepare_timeout_ms: 5000,
+            map_refresh_ms: 5000,
+            admin_token: None,
         }
     }
 }
@@ -127,6 +141,23 @@ pub struct Args {
     /// [default: 5000].
     #[arg(long, value_name = "MS")]
     pub prepare_timeout_ms: Option<u64>,
+    /// Refresh the shard map from the shards this often, in milliseconds,
+    /// so that searches reach shards that got slots from moves other
+    /// routers ran; 0 refreshes only when a shard rejects a request
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub map_refresh_ms: Option<u64>,
+    /// Secret that turns the admin.* methods on and that they must carry.
+    /// Other users of the machine can read command lines, so prefer
+    /// TRECHO_ADMIN_TOKEN or admin_token in the config file [default: none,
+    /// admin methods off].
+    #[arg(long, value_name = "TOKEN", value_parser = parse_admin_token)]
+    pub admin_token: Option<AdminToken>,
+}
+
+/// Wraps the `--admin-token` text.
+fn parse_admin_token(text: &str) -> Result<AdminToken, String> {
+    Ok(AdminToken(text.to_owned()))
 }
 
 impl RouterConfig {
@@ -154,6 +185,8 @@ impl RouterConfig {
             ("request_timeout_ms", text(args.request_timeout_ms)),
             ("idle_timeout_ms", text(args.idle_timeout_ms)),
             ("prepare_timeout_ms", text(args.prepare_timeout_ms)),
+            ("map_refresh_ms", text(args.map_refresh_ms)),
+            ("admin_token", admin_token(args)),
         ];
         common_config::load(args.config.as_deref(), &overrides)
     }
@@ -236,6 +269,15 @@ impl RouterConfig {
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{key} must be at least 1, got 0"));
         }
+        if let Some(token) = &self.admin_token {
+            if token.0.trim().is_empty() {
+                return Err(
+                    "admin_token is empty; set it to a long random string, or leave it out to \
+                     turn the admin methods off"
+                        .to_owned(),
+                );
+            }
+        }
         if u32::try_from(self.max_connections).is_err() {
             return Err(format!(
                 "max_connections must be at most {}, got {}",
@@ -249,12 +291,26 @@ impl RouterConfig {
 
 /// Returns whether `address` is a non-empty host, a colon and a port from
 /// 1 to 65535.
-fn is_host_port(address: &str) -> bool {
+pub(crate) fn is_host_port(address: &str) -> bool {
     match address.rsplit_once(':') {
         Some((host, port)) => {
             !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
         }
         None => false,
+    }
+}
+
+/// Returns the admin token from `--admin-token`, else from the
+/// environment, as exact text.
+///
+/// The loader's environment source parses numbers, which would turn a
+/// token such as `007` into `7`. An override keeps the text as given.
+fn admin_token(args: &Args) -> Option<String> {
+    match &args.admin_token {
+        Some(token) => Some(token.0.clone()),
+        None => std::env::var(ADMIN_TOKEN_VARIABLE)
+            .ok()
+            .filter(|token| !token.is_empty()),
     }
 }
 
@@ -276,6 +332,8 @@ mod tests {
         assert_eq!(config.request_timeout_ms, 1000);
         assert_eq!(config.prepare_timeout_ms, 5000);
         assert_eq!(config.map_version, 1);
+        assert_eq!(config.map_refresh_ms, 5000);
+        assert_eq!(config.admin_token, None);
         assert!(config.validate().is_ok());
     }
 
@@ -319,6 +377,71 @@ mod tests {
             ..RouterConfig::default()
         };
         assert!(config.validate().unwrap_err().contains("max_line"));
+    }
+
+    #[test]
+    fn admin_token_flag_is_kept_as_text_and_hidden_from_debug() {
+        let args = Args {
+            admin_token: Some(AdminToken("007-secret".into())),
+            ..Args::default()
+        };
+        let config = RouterConfig::load(&args).unwrap();
+        assert_eq!(config.admin_token, Some(AdminToken("007-secret".into())));
+        assert!(!format!("{config:?}").contains("007-secret"));
+        assert!(!format!("{args:?}").contains("007-secret"));
+        let numeric = Args {
+            admin_token: Some(AdminToken("007".into())),
+            ..Args::default()
+        };
+        let config = RouterConfig::load(&numeric).unwrap();
+        assert_eq!(config.admin_token, Some(AdminToken("007".into())));
+    }
+
+    #[test]
+    fn command_line_sets_admin_token_and_refresh() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cli = Cli::try_parse_from([
+            "trecho-router",
+            "--admin-token",
+            "007",
+            "--map-refresh-ms",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.admin_token, Some(AdminToken("007".into())));
+        let config = RouterConfig::load(&cli.args).unwrap();
+        assert_eq!(config.map_refresh_ms, 0);
+        assert_eq!(config.admin_token, Some(AdminToken("007".into())));
+    }
+
+    #[test]
+    fn admin_token_from_file_and_empty_token_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("router.toml");
+        std::fs::write(&file, "admin_token = \"from-file\"\n").unwrap();
+        let args = Args {
+            config: Some(file),
+            ..Args::default()
+        };
+        let config = RouterConfig::load(&args).unwrap();
+        if std::env::var_os(ADMIN_TOKEN_VARIABLE).is_none() {
+            assert_eq!(config.admin_token, Some(AdminToken("from-file".into())));
+        }
+        let empty = RouterConfig {
+            admin_token: Some(AdminToken(" ".into())),
+            ..RouterConfig::default()
+        };
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .contains("admin_token is empty"));
+        assert_eq!(RouterConfig::default().admin_token, None);
     }
 
     #[test]

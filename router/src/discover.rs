@@ -1,12 +1,15 @@
 //! Discovery of the shard map from the shards, for a router started with
-//! `seeds` instead of a map.
+//! `seeds` instead of a map, and single requests to shards the router has
+//! no link to.
 
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use trecho_common::internal::{InternalResponse, InternalResult, ShardReply};
+use trecho_common::internal::{
+    InternalRequest, InternalResponse, InternalResult, ShardOp, ShardReply,
+};
 use trecho_common::protocol::framing::{Frame, LineReader};
 use trecho_common::shardmap::ShardMap;
 
@@ -55,12 +58,41 @@ pub(crate) async fn shard_map(seeds: &[String]) -> ShardMap {
 
 /// Requests the map of one shard.
 async fn request_map(seed: &str) -> Result<ShardMap, String> {
+    match ask_once(seed, &ShardOp::ClusterMap, REQUEST_TIMEOUT).await? {
+        ShardReply::ClusterMap { map } => {
+            ShardMap::new(map.version, map.shards).map_err(|error| error.to_string())
+        }
+        _ => Err("the shard answered with something else".to_owned()),
+    }
+}
+
+/// Sends `op` to the shard at `address` over a connection of its own and
+/// returns the answer, all within `limit`. For shards the router has no
+/// link to yet.
+///
+/// # Errors
+///
+/// Returns a message saying what failed: the connection, the exchange,
+/// an answer that is not the internal protocol, or the shard's refusal.
+pub(crate) async fn ask_once(
+    address: &str,
+    op: &ShardOp,
+    limit: Duration,
+) -> Result<ShardReply, String> {
+    let request = InternalRequest {
+        id: 1,
+        map_version: 0,
+        op: op.clone(),
+    };
+    let mut line = serde_json::to_vec(&request)
+        .map_err(|error| format!("cannot encode the request: {error}"))?;
+    line.push(b'\n');
     let exchange = async {
-        let mut stream = TcpStream::connect(seed)
+        let mut stream = TcpStream::connect(address)
             .await
             .map_err(|error| format!("cannot connect: {error}"))?;
         stream
-            .write_all(b"{\"id\":1,\"op\":{\"type\":\"cluster_map\"}}\n")
+            .write_all(&line)
             .await
             .map_err(|error| format!("cannot send: {error}"))?;
         let mut lines = LineReader::new(stream, MAX_RESPONSE_LINE);
@@ -76,14 +108,11 @@ async fn request_map(seed: &str) -> Result<ShardMap, String> {
                 .to_owned()
         })?;
         match response.result {
-            InternalResult::Ok(ShardReply::ClusterMap { map }) => {
-                ShardMap::new(map.version, map.shards).map_err(|error| error.to_string())
-            }
-            InternalResult::Ok(_) => Err("the shard answered with something else".to_owned()),
+            InternalResult::Ok(reply) => Ok(reply),
             InternalResult::Err(error) => Err(error.to_string()),
         }
     };
-    timeout(REQUEST_TIMEOUT, exchange)
+    timeout(limit, exchange)
         .await
-        .map_err(|_| "no answer in time".to_owned())?
+        .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?
 }

@@ -15,7 +15,7 @@ use trecho_common::protocol::Call;
 
 use crate::cluster::Cluster;
 use crate::response::{Outcome, Reply};
-use crate::{booking, fanout, forward, routes};
+use crate::{admin, booking, fanout, forward, routes};
 
 /// The rest of a request, after its first shard messages were queued.
 pub(crate) type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -96,10 +96,7 @@ fn start(cluster: &Arc<Cluster>, call: Call) -> Pending {
         }
         Call::List(document) => fanout::list(cluster, document),
         Call::ClusterStatus => fanout::status(cluster),
-        Call::MoveSlots(_) | Call::AddShard(_) => Box::pin(async {
-            Err(trecho_common::error::Error::Unauthorized {
-                message: "admin methods are not built yet".to_owned(),
-            })
-        }),
+        Call::MoveSlots(params) => admin::move_slots(cluster, params),
+        Call::AddShard(params) => admin::add_shard(cluster, params),
     }
 }

@@ -1,8 +1,11 @@
 //! Requests that ask every shard and merge the answers: `segments.search`,
 //! `bookings.list` and `cluster.status`. A shard that does not answer makes
-//! the result partial instead of failing it.
+//! the result partial instead of failing it. Searches and listings skip
+//! shards that own no slots; `cluster.status` asks them too.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use trecho_common::internal::{ShardOp, ShardReply};
@@ -15,6 +18,7 @@ use trecho_common::types::{Booking, Segment};
 use crate::cluster::Cluster;
 use crate::dispatch::Pending;
 use crate::response::Reply;
+use crate::retry::{Refusal, Retries};
 use crate::rfc3339;
 use crate::shard_error::reply_type;
 
@@ -22,21 +26,98 @@ use crate::shard_error::reply_type;
 /// validation.
 const DEFAULT_SEARCH_LIMIT: u32 = 100;
 
-/// Every shard's answer, by shard id, in map order.
+/// Every shard's answer, by shard id, in link order.
 type Answers = Vec<(u32, Result<ShardReply, LinkError>)>;
 
-/// Sends `op` to every shard now; returns the future of all answers.
-pub(crate) fn ask_all(cluster: &Cluster, op: &ShardOp) -> impl Future<Output = Answers> + Send {
+/// Answers by link index.
+type Indexed = Vec<(usize, Result<ShardReply, LinkError>)>;
+
+/// Sends `op` now to every shard, including shards that own no slots;
+/// returns the future of all answers.
+pub(crate) fn ask_every_shard(
+    cluster: &Cluster,
+    op: &ShardOp,
+) -> impl Future<Output = Answers> + Send {
     let answers: Vec<_> = cluster
         .links()
-        .iter()
-        .map(|link| {
+        .map(|(_, link)| {
             let shard = link.shard();
             let answer = link.send(op);
             async move { (shard, answer.await) }
         })
         .collect();
     join_all(answers)
+}
+
+/// Sends `op` now to every shard that owns slots, and returns the future
+/// of their answers.
+///
+/// While a shard refuses with `slot_moving`, the future waits and
+/// refreshes the map as [`Retries`] allows, then asks that shard again.
+/// When the refresh changed the map, it asks every owner in the new map
+/// again instead, since a move's target may now hold what the refusing
+/// shard gave away. The last answer of each shard counts.
+pub(crate) fn ask_owners(cluster: &Arc<Cluster>, op: ShardOp) -> impl Future<Output = Answers> {
+    let version = cluster.map_version();
+    let owners: Vec<usize> = cluster.owner_links().map(|(index, _)| index).collect();
+    let first = send_each(cluster, &op, &owners);
+    let cluster = cluster.clone();
+    async move {
+        let mut answers: Indexed = join_all(first).await;
+        let mut version = version;
+        let mut retries = Retries::default();
+        while let Some(refusal) = moving(&answers) {
+            if !retries.again(&cluster, refusal).await {
+                break;
+            }
+            let again: Vec<usize> = if cluster.map_version() == version {
+                answers
+                    .iter()
+                    .filter(|(_, answer)| is_moving(answer))
+                    .map(|(index, _)| *index)
+                    .collect()
+            } else {
+                version = cluster.map_version();
+                answers.clear();
+                cluster.owner_links().map(|(index, _)| index).collect()
+            };
+            answers.retain(|(index, _)| !again.contains(index));
+            answers.extend(join_all(send_each(&cluster, &op, &again)).await);
+        }
+        answers.sort_by_key(|(index, _)| *index);
+        let shard = |index: usize| cluster.link(index).shard();
+        answers
+            .into_iter()
+            .map(|(index, answer)| (shard(index), answer))
+            .collect()
+    }
+}
+
+/// Sends `op` now to each link of `indices`.
+fn send_each(
+    cluster: &Cluster,
+    op: &ShardOp,
+    indices: &[usize],
+) -> Vec<impl Future<Output = (usize, Result<ShardReply, LinkError>)> + Send + 'static> {
+    indices
+        .iter()
+        .map(|&index| {
+            let answer = cluster.link(index).send(op);
+            async move { (index, answer.await) }
+        })
+        .collect()
+}
+
+/// Returns whether `answer` is a `slot_moving` refusal.
+fn is_moving(answer: &Result<ShardReply, LinkError>) -> bool {
+    matches!(Refusal::of(answer), Some(Refusal::Moving { .. }))
+}
+
+/// Returns the `slot_moving` refusal with the longest wait in `answers`.
+fn moving(answers: &Indexed) -> Option<Refusal> {
+    let refusals = answers.iter().filter_map(|(_, answer)| Refusal::of(answer));
+    let moves = refusals.filter(|refusal| matches!(refusal, Refusal::Moving { .. }));
+    Refusal::worst(moves)
 }
 
 /// Splits answers into the items `pick` extracts and the coverage. A shard
@@ -76,7 +157,7 @@ pub(crate) fn gather<T>(
 
 /// `segments.search`: every shard searches its own segments; the router
 /// merges by departure instant, then id, and keeps the first `limit`.
-pub(crate) fn search(cluster: &Cluster, params: SearchParams) -> Pending {
+pub(crate) fn search(cluster: &Arc<Cluster>, params: SearchParams) -> Pending {
     let limit = params.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
     let op = ShardOp::Search {
         origin: params.origin,
@@ -84,7 +165,7 @@ pub(crate) fn search(cluster: &Cluster, params: SearchParams) -> Pending {
         date: params.date,
         limit,
     };
-    let answers = ask_all(cluster, &op);
+    let answers = ask_owners(cluster, op);
     Box::pin(async move {
         let (lists, coverage) = gather(answers.await, "segments", |_, reply| match reply {
             ShardReply::Segments { segments } => Ok(segments),
@@ -92,6 +173,9 @@ pub(crate) fn search(cluster: &Cluster, params: SearchParams) -> Pending {
         });
         let mut segments: Vec<Segment> = lists.into_iter().flatten().collect();
         sort_by_departure(&mut segments);
+        // Shards asked again during a move may both return a moved
+        // segment; equal ids sort next to each other.
+        segments.dedup_by(|a, b| a.id == b.id);
         segments.truncate(limit as usize);
         Ok(Reply::Search(SearchResult { segments, coverage }))
     })
@@ -112,17 +196,26 @@ pub(crate) fn sort_by_departure(segments: &mut Vec<Segment>) {
 
 /// `bookings.list`: every shard lists the bookings whose home it is; the
 /// router merges them newest first.
-pub(crate) fn list(cluster: &Cluster, document: String) -> Pending {
-    let answers = ask_all(cluster, &ShardOp::ListBookings { document });
+pub(crate) fn list(cluster: &Arc<Cluster>, document: String) -> Pending {
+    let answers = ask_owners(cluster, ShardOp::ListBookings { document });
     Box::pin(async move {
         let (lists, coverage) = gather(answers.await, "bookings", |_, reply| match reply {
             ShardReply::Bookings { bookings } => Ok(bookings),
             other => Err(reply_type(&other)),
         });
-        let mut bookings: Vec<Booking> = lists.into_iter().flatten().collect();
+        let mut bookings = without_repeats(lists.into_iter().flatten());
         sort_newest_first(&mut bookings);
         Ok(Reply::Bookings(BookingsResult { bookings, coverage }))
     })
+}
+
+/// Keeps the first booking of each locator: shards asked again during a
+/// move may both return a moved booking.
+fn without_repeats(bookings: impl Iterator<Item = Booking>) -> Vec<Booking> {
+    let mut seen = HashSet::new();
+    bookings
+        .filter(|booking| seen.insert(booking.id.clone()))
+        .collect()
 }
 
 /// Sorts by creation instant to the millisecond, newest first. The sort is
@@ -134,10 +227,11 @@ pub(crate) fn sort_newest_first(bookings: &mut [Booking]) {
     });
 }
 
-/// `cluster.status`: asks every shard for its counts; a shard that does not
-/// answer is listed as unhealthy with unknown counts.
-pub(crate) fn status(cluster: &std::sync::Arc<Cluster>) -> Pending {
-    let answers = ask_all(cluster, &ShardOp::Status);
+/// `cluster.status`: asks every shard for its counts, including shards
+/// that own no slots; a shard that does not answer is listed as unhealthy
+/// with unknown counts.
+pub(crate) fn status(cluster: &Arc<Cluster>) -> Pending {
+    let answers = ask_every_shard(cluster, &ShardOp::Status);
     let cluster = cluster.clone();
     Box::pin(async move {
         let (statuses, _) = gather(answers.await, "status", |shard, reply| match reply {
@@ -255,6 +349,18 @@ mod tests {
             bookings[0].id, "AAAAAC",
             "milliseconds decide within a second"
         );
+    }
+
+    #[test]
+    fn bookings_merge_keeps_one_copy_per_locator() {
+        let bookings = vec![
+            booking("AAAAAB", "2026-01-01T10:00:00Z"),
+            booking("AAAAAC", "2026-01-01T11:00:00Z"),
+            booking("AAAAAB", "2026-01-01T10:00:00Z"),
+        ];
+        let kept = without_repeats(bookings.into_iter());
+        let ids: Vec<&str> = kept.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["AAAAAB", "AAAAAC"]);
     }
 
     #[test]

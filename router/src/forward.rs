@@ -5,13 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use trecho_common::hashing::slot;
-use trecho_common::internal::{Release, ShardError, ShardOp, ShardReply};
+use trecho_common::internal::{Release, ShardOp, ShardReply};
 use trecho_common::link::{LinkError, ShardLink};
 use trecho_common::types::Locator;
 
 use crate::cluster::Cluster;
 use crate::dispatch::Pending;
 use crate::response::Reply;
+use crate::retry::{Refusal, Retries};
 use crate::shard_error::{client_error, reply_type, unexpected_reply};
 
 /// Picks the client's result out of a shard's answer, or gives the answer
@@ -21,10 +22,10 @@ pub(crate) type Expect = fn(ShardReply) -> Result<Reply, &'static str>;
 /// Sends `op` now to the shard that owns `slot` and returns the future of
 /// the client's result.
 ///
-/// When that shard rejects it with `not_owner`, the router
-/// refreshes its map from the shards and sends `op` once more, to the new
-/// owner. The refusing shard changed nothing, so the second send cannot
-/// apply `op` twice.
+/// When that shard rejects it with `not_owner` or `slot_moving`, the router
+/// waits when the slot is moving, refreshes its map from the shards and
+/// sends `op` again to the owner, as [`Retries`] allows. The refusing shard
+/// changed nothing, so sending again cannot apply `op` twice.
 pub(crate) fn forward(
     cluster: &Arc<Cluster>,
     slot: u16,
@@ -46,10 +47,11 @@ pub(crate) fn forward(
 }
 
 /// Sends `op` now to the shard that owns `slot`, and returns the future of
-/// its response with the link that gave it. When that shard rejects `op`
-/// because it does not own `slot`, the future refreshes the map and takes
-/// the new owner's response instead.
-fn send_to_owner(
+/// its response with the link that gave it. While the shard refuses `op`
+/// because it does not own or is moving `slot`, the future retries as
+/// [`Retries`] allows, on the owner in the refreshed map, and returns the
+/// last response.
+pub(crate) fn send_to_owner(
     cluster: &Arc<Cluster>,
     slot: u16,
     op: ShardOp,
@@ -58,15 +60,22 @@ fn send_to_owner(
     let first = link.send(&op);
     let cluster = cluster.clone();
     async move {
-        match first.await {
-            Err(LinkError::Remote(ShardError::NotOwner { .. })) => {
-                cluster.refresh().await;
-                let link = cluster.link(cluster.owner_of_slot(slot)).clone();
-                let again = link.send(&op).await;
-                (link, again)
+        let mut link = link;
+        let mut answer = first.await;
+        let mut retries = Retries::default();
+        while let Some(refusal) = Refusal::of(&answer) {
+            if !retries.again(&cluster, refusal).await {
+                break;
             }
-            first => (link, first),
+            link = cluster.link(cluster.owner_of_slot(slot)).clone();
+            tracing::debug!(
+                shard.id = link.shard(),
+                slot,
+                "sending a refused request again"
+            );
+            answer = link.send(&op).await;
         }
+        (link, answer)
     }
 }
 
@@ -98,8 +107,9 @@ pub(crate) fn cancel(cluster: &Arc<Cluster>, locator: Locator, op: ShardOp) -> P
 }
 
 /// Sends the release of `release` to the owner of each of its slots and
-/// waits for their responses. A shard that does not respond gets the
-/// release from the home shard's outbox later.
+/// waits for their responses. A shard that does not respond, or refuses
+/// because the slot moved or is moving, gets the release from the home
+/// shard's outbox later.
 async fn release_elsewhere(cluster: &Cluster, release: Release) {
     let mut by_link: Vec<(usize, Vec<u16>)> = Vec::new();
     for slot in release.slots {

@@ -17,9 +17,15 @@
 //! - `dispatch`: turns a validated call into shard requests.
 //! - `forward`, `fanout`, `booking` (with `booking/two_phase`) and
 //!   `routes`: the methods.
-//! - `cluster`: the shard map, the links and the schedule the methods share,
-//!   and the refresh of the map from the shards.
-//! - `discover`: the shard map asked from the shards listed in `seeds`.
+//! - `admin`: `admin.move_slots` and `admin.add_shard`, behind the admin
+//!   token.
+//! - `retry`: when a request refused for a slot that moved or is moving
+//!   is sent again.
+//! - `cluster`: the shard map, the links (with `cluster/links`, a table
+//!   that grows as shards join) and the schedule the methods share, and
+//!   the refresh of the map from the shards.
+//! - `discover`: the shard map asked from the shards listed in `seeds`,
+//!   and single requests to shards without a link.
 //! - `shard_error`: maps link failures and shard refusals to client errors.
 //! - `rfc3339`: timestamp parsing for merges.
 
@@ -27,6 +33,7 @@
 
 pub mod config;
 
+mod admin;
 mod booking;
 mod cluster;
 mod connection;
@@ -35,6 +42,7 @@ mod dispatch;
 mod fanout;
 mod forward;
 mod response;
+mod retry;
 mod rfc3339;
 mod routes;
 mod server;
@@ -113,7 +121,14 @@ async fn serve_with_map(
         flights = schedule.flights.len(),
         "router starting"
     );
-    let cluster = Arc::new(Cluster::start(map, schedule, &config));
+    let cluster = Arc::new(Cluster::start(map, schedule, &config).map_err(Error::Invalid)?);
+    if config.map_refresh_ms > 0 {
+        let every = std::time::Duration::from_millis(config.map_refresh_ms);
+        tokio::spawn(Cluster::refresh_periodically(
+            Arc::downgrade(&cluster),
+            every,
+        ));
+    }
     server::serve(listener, cluster, server::Settings::from(&config), shutdown).await;
     tracing::info!("router stopped");
     Ok(())

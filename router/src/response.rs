@@ -7,7 +7,8 @@ use serde_json::value::RawValue;
 use trecho_common::error::Error;
 use trecho_common::protocol::envelope::{write_error, write_result};
 use trecho_common::protocol::methods::{
-    BookingsResult, ClusterStatus, Pong, RoutesResult, SearchResult,
+    AddShardResult, BookingsResult, ClusterStatus, MoveSlotsResult, Pong, RoutesResult,
+    SearchResult,
 };
 use trecho_common::protocol::RequestId;
 use trecho_common::types::{Booking, Segment};
@@ -31,6 +32,10 @@ pub(crate) enum Reply {
     Bookings(BookingsResult),
     /// `cluster.status`
     Status(ClusterStatus),
+    /// `admin.move_slots`
+    MoveSlots(MoveSlotsResult),
+    /// `admin.add_shard`
+    AddShard(AddShardResult),
 }
 
 impl Serialize for Reply {
@@ -44,6 +49,8 @@ impl Serialize for Reply {
             Reply::Booking(booking) => booking.serialize(serializer),
             Reply::Bookings(result) => result.serialize(serializer),
             Reply::Status(status) => status.serialize(serializer),
+            Reply::MoveSlots(result) => result.serialize(serializer),
+            Reply::AddShard(result) => result.serialize(serializer),
         }
     }
 }

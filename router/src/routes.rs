@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use rustc_hash::FxHashMap;
-use trecho_common::internal::{ShardError, ShardOp, ShardReply};
+use trecho_common::internal::{ShardOp, ShardReply};
 use trecho_common::link::LinkError;
 use trecho_common::protocol::methods::{Coverage, Route, RoutesParams, RoutesResult};
 use trecho_common::schedule::{Schedule, SegmentSpec};
@@ -24,6 +24,7 @@ use trecho_common::types::Segment;
 use crate::cluster::Cluster;
 use crate::dispatch::Pending;
 use crate::response::Reply;
+use crate::retry::{Refusal, Retries};
 use crate::shard_error::reply_type;
 
 /// Shortest connection, in seconds.
@@ -331,15 +332,21 @@ fn to_segment(spec: &SegmentSpec, seats_left: u32) -> Segment {
     }
 }
 
-/// Sends each owning shard one request for the seats left on its
-/// candidate segments. Returns one future per shard, which resolves to the
-/// shard's id, the candidates' indices and the shard's response.
+/// A shard's answer to a seats request: its id, the candidates' indices
+/// and the answer.
+type SeatsAnswer = (u32, Vec<usize>, Result<ShardReply, LinkError>);
+
+/// Sends each owning shard one request for the seats left on the
+/// candidate segments of `wanted` (indices into `candidates.segments`).
+/// Returns one future per shard.
 fn ask_seats(
     cluster: &Cluster,
     candidates: &Candidates,
-) -> Vec<impl Future<Output = (u32, Vec<usize>, Result<ShardReply, LinkError>)>> {
-    let mut by_link: Vec<Vec<usize>> = vec![Vec::new(); cluster.links().len()];
-    for (index, segment) in candidates.segments.iter().enumerate() {
+    wanted: impl IntoIterator<Item = usize>,
+) -> Vec<impl Future<Output = SeatsAnswer>> {
+    let mut by_link: Vec<Vec<usize>> = vec![Vec::new(); cluster.link_count()];
+    for index in wanted {
+        let segment = &candidates.segments[index];
         by_link[cluster.owner_of_segment(&segment.id)].push(index);
     }
     by_link
@@ -359,6 +366,37 @@ fn ask_seats(
         .collect()
 }
 
+/// Waits for `first` and, while shards refuse candidates whose slots they
+/// do not own or are moving, refreshes the map and asks the new owners of
+/// those candidates, as [`Retries`] allows. Returns the last answer for
+/// every candidate.
+async fn settle_seats(
+    cluster: &Cluster,
+    candidates: &Candidates,
+    first: Vec<impl Future<Output = SeatsAnswer>>,
+) -> Vec<SeatsAnswer> {
+    let mut answers = join_all(first).await;
+    let mut retries = Retries::default();
+    loop {
+        let refused = answers
+            .iter()
+            .filter_map(|(_, _, answer)| Refusal::of(answer));
+        let Some(refusal) = Refusal::worst(refused) else {
+            return answers;
+        };
+        if !retries.again(cluster, refusal).await {
+            return answers;
+        }
+        let (retry, done): (Vec<_>, Vec<_>) = answers
+            .into_iter()
+            .partition(|(_, _, answer)| Refusal::of(answer).is_some());
+        let wanted = retry.into_iter().flat_map(|(_, indices, _)| indices);
+        let again = join_all(ask_seats(cluster, candidates, wanted)).await;
+        answers = done;
+        answers.extend(again);
+    }
+}
+
 /// `routes.find`: searches the schedule now, asks each owning shard for
 /// seats in one request (sent before returning), and returns the future of
 /// the ranked routes.
@@ -371,19 +409,10 @@ pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
             .routes()
             .candidates(&params.origin, &params.destination, params.date, max_stops);
     let candidates = Candidates::build(cluster.schedule(), &legs);
-    let asks = ask_seats(cluster, &candidates);
+    let asks = ask_seats(cluster, &candidates, 0..candidates.segments.len());
     let cluster = cluster.clone();
     Box::pin(async move {
-        let mut answers = join_all(asks).await;
-        let moved = answers.iter().any(|(_, _, answer)| {
-            matches!(answer, Err(LinkError::Remote(ShardError::NotOwner { .. })))
-        });
-        if moved {
-            // A shard no longer owns some candidates: ask again by the
-            // shards' current map.
-            cluster.refresh().await;
-            answers = join_all(ask_seats(&cluster, &candidates)).await;
-        }
+        let answers = settle_seats(&cluster, &candidates, asks).await;
         let mut seats_left = vec![None; candidates.segments.len()];
         let mut unavailable = Vec::new();
         for (shard, indices, answer) in answers {
@@ -409,6 +438,7 @@ pub(crate) fn find(cluster: &Arc<Cluster>, params: RoutesParams) -> Pending {
             }
         }
         unavailable.sort_unstable();
+        unavailable.dedup();
         let routes = candidates.rank(&seats_left, seats, limit);
         let coverage = Coverage {
             partial: !unavailable.is_empty(),

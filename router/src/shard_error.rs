@@ -16,6 +16,9 @@ use trecho_common::link::{LinkError, ShardLink};
 /// - `NotOwner`: the slot changed shards after the router chose one, so
 ///   `map_changed`, which is safe to retry. Callers refresh the map and
 ///   retry once before the client sees it.
+/// - `SlotMoving`: the slot is being handed to another shard and nothing
+///   changed, so `map_changed` too. Callers wait and retry for up to
+///   about two seconds first (see `retry`).
 /// - `BadRequest` is a router bug or a version mismatch: logged at error and
 ///   returned as an internal error.
 pub(crate) fn client_error(link: &ShardLink, error: LinkError, write: bool) -> Error {
@@ -146,5 +149,12 @@ mod tests {
         let error = client_error(&link, not_owner, true);
         assert_eq!(error, Error::MapChanged { slot: 7, shard: 1 });
         assert!(error.is_retryable());
+        let moving = LinkError::Remote(ShardError::SlotMoving {
+            slot: 9,
+            shard: 1,
+            retry_after_ms: 50,
+        });
+        let error = client_error(&link, moving, true);
+        assert_eq!(error, Error::MapChanged { slot: 9, shard: 1 });
     }
 }

@@ -12,7 +12,9 @@
 //!   client has no answer yet.
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,15 +23,15 @@ use trecho_common::error::Error;
 use trecho_common::failpoint;
 use trecho_common::hashing::{distinct_slots, slot};
 use trecho_common::internal::{Claim, ShardError, ShardOp, ShardReply, TxnId};
-use trecho_common::link::LinkError;
+use trecho_common::link::{LinkError, ShardLink};
 use trecho_common::protocol::methods::BookRequest;
 use trecho_common::time::now_unix_millis;
 use trecho_common::types::Booking;
 
 use super::{first_in_request_order, Group};
 use crate::cluster::Cluster;
-use crate::dispatch::Pending;
-use crate::response::Reply;
+use crate::forward::send_to_owner;
+use crate::retry::Refusal;
 use crate::shard_error::{client_error, reply_type, unexpected_reply};
 
 const AFTER_PREPARE_SOME: &str = "router.after_prepare_some";
@@ -53,6 +55,28 @@ struct Transaction {
     segments: Vec<String>,
 }
 
+/// The cause of a failed two-phase booking.
+pub(super) struct Failure {
+    /// The client's error.
+    pub(super) error: Error,
+    /// Set when the error is `map_changed` because a participant refused a
+    /// slot it does not own or is moving. The transaction was aborted, so
+    /// booking again on a refreshed map is safe.
+    pub(super) refusal: Option<Refusal>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            refusal: None,
+        }
+    }
+}
+
+/// The future of a two-phase booking.
+pub(super) type Booked = Pin<Box<dyn Future<Output = Result<Booking, Failure>> + Send>>;
+
 /// Sends the prepares now (or only the first one when
 /// `router.after_prepare_some` is enabled) and returns the future of the
 /// booking.
@@ -61,7 +85,7 @@ pub(super) fn start(
     request: BookRequest,
     groups: Vec<Group>,
     claim_at: Option<usize>,
-) -> Pending {
+) -> Booked {
     let transaction = Transaction {
         txn: random_txn(),
         home_slot: slot(&request.segments[0]),
@@ -97,7 +121,7 @@ pub(super) fn start(
                 .skip(1)
                 .map(|(index, op)| transaction.send(index, op));
             votes.extend(join_all(rest).await);
-            transaction.conclude(votes).await.map(Reply::Booking)
+            transaction.conclude(votes).await
         });
     }
     let answers: Vec<_> = prepares
@@ -107,7 +131,7 @@ pub(super) fn start(
         .collect();
     Box::pin(async move {
         let votes = join_all(answers).await;
-        transaction.conclude(votes).await.map(Reply::Booking)
+        transaction.conclude(votes).await
     })
 }
 
@@ -145,9 +169,12 @@ struct Votes {
     unavailable: Option<Error>,
     /// The first participant whose prepare was sent but not answered.
     lost: Option<u32>,
-    /// The shard that got the home's prepare does not own the home slot, so
-    /// no shard has a pending record and the transaction can never commit.
-    home_not_owner: bool,
+    /// The shard that got the home's prepare refused it because it does not
+    /// own or is moving the home slot, so no shard has a pending record and
+    /// the transaction can never commit.
+    home_refused: bool,
+    /// Refusals of slots a participant does not own or is moving.
+    moved: Vec<Refusal>,
 }
 
 impl Transaction {
@@ -199,7 +226,10 @@ impl Transaction {
 
     /// Decides from the prepare answers, tells the home shard, and returns
     /// the client's result.
-    async fn conclude(self, answers: Vec<Result<ShardReply, LinkError>>) -> Result<Booking, Error> {
+    async fn conclude(
+        self,
+        answers: Vec<Result<ShardReply, LinkError>>,
+    ) -> Result<Booking, Failure> {
         let votes = self.count(answers);
         if let Some(booking) = votes.existing {
             // A retry of a finished booking: the new prepares are released
@@ -211,16 +241,19 @@ impl Transaction {
         }
         if votes.prepared == self.participants.len() {
             failpoint::hit(AFTER_PREPARE_ALL);
-            return self.commit().await;
+            return self.commit().await.map_err(Failure::from);
         }
         // Without a pending record at home the transaction cannot commit:
         // prepared participants are released at once, and those the router
         // cannot reach ask the real home at their deadline and hear abort.
-        let acknowledged = votes.home_not_owner || self.abort().await;
+        let acknowledged = votes.home_refused || self.abort().await;
         if acknowledged {
             self.release_participants().await;
         }
-        Err(self.failure(votes, acknowledged))
+        let moved = Refusal::worst(votes.moved.iter().copied());
+        let error = self.failure(votes, acknowledged);
+        let refusal = moved.filter(|_| matches!(error, Error::MapChanged { .. }));
+        Err(Failure { error, refusal })
     }
 
     /// Tells every participant but the home shard to release its prepared
@@ -265,22 +298,34 @@ impl Transaction {
                     let error = client_error(link, error, true);
                     votes.unavailable.get_or_insert(error);
                 }
-                Err(LinkError::Remote(ShardError::NotOwner { .. })) if index == 0 => {
-                    votes.home_not_owner = true;
-                    votes.refusals.push(Error::MapChanged {
-                        slot: self.home_slot,
-                        shard: link.shard(),
-                    });
+                Err(error @ LinkError::Remote(_)) => {
+                    votes.moved.extend(Refusal::of_error(&error));
+                    self.count_refusal(index, link, error, &mut votes);
                 }
-                Err(error @ LinkError::Remote(_)) => match client_error(link, error, true) {
-                    error @ Error::Internal { .. } => {
-                        votes.internal.get_or_insert(error);
-                    }
-                    error => votes.refusals.push(error),
-                },
             }
         }
         votes
+    }
+
+    /// Records a participant's refusal in `votes`.
+    fn count_refusal(&self, index: usize, link: &ShardLink, error: LinkError, votes: &mut Votes) {
+        match error {
+            LinkError::Remote(ShardError::NotOwner { .. } | ShardError::SlotMoving { .. })
+                if index == 0 =>
+            {
+                votes.home_refused = true;
+                votes.refusals.push(Error::MapChanged {
+                    slot: self.home_slot,
+                    shard: link.shard(),
+                });
+            }
+            error => match client_error(link, error, true) {
+                error @ Error::Internal { .. } => {
+                    votes.internal.get_or_insert(error);
+                }
+                error => votes.refusals.push(error),
+            },
+        }
     }
 
     /// Picks the client's error after an abort. A refusal is certain and
@@ -325,9 +370,17 @@ impl Transaction {
     }
 
     /// Sends the commit decision to the home shard and returns its booking.
+    ///
+    /// The decision goes to the owner of the home slot, and is sent again
+    /// while that shard refuses it for a slot it does not own or is moving:
+    /// a move carries the pending transaction to the new owner. A commit
+    /// that fails is never followed by a new attempt at the booking, since
+    /// the prepared seats stay taken until the participants' deadline.
     async fn commit(&self) -> Result<Booking, Error> {
-        let home = self.cluster.link(self.links[0]);
-        match home.send(&self.decide(true)).await {
+        let decided = send_to_owner(&self.cluster, self.home_slot, self.decide(true));
+        let (home, answer) = decided.await;
+        let home = &home;
+        match answer {
             Ok(ShardReply::Booking { booking }) => {
                 tracing::debug!(txn = self.txn, booking = %booking.id, "two-phase booking committed");
                 failpoint::hit(AFTER_DECIDE);
@@ -358,11 +411,13 @@ impl Transaction {
         }
     }
 
-    /// Sends the abort decision to the home shard; returns whether the home
-    /// shard acknowledged it.
+    /// Sends the abort decision to the owner of the home slot, as
+    /// [`Transaction::commit`] sends a commit; returns whether it
+    /// acknowledged the abort.
     async fn abort(&self) -> bool {
-        let home = self.cluster.link(self.links[0]);
-        match home.send(&self.decide(false)).await {
+        let decided = send_to_owner(&self.cluster, self.home_slot, self.decide(false));
+        let (home, answer) = decided.await;
+        match answer {
             Ok(ShardReply::Ack) => {
                 tracing::debug!(txn = self.txn, "two-phase booking aborted");
                 true

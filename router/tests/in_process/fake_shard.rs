@@ -1,7 +1,7 @@
 //! A tiny in-memory shard that answers the internal protocol, enough to
-//! test the router's framing, forwarding and two-phase commit. It keeps
-//! seats per segment, books without a journal, and records every operation
-//! it receives in order.
+//! test the router's framing, forwarding, two-phase commit and its side of
+//! slot moves. It keeps seats per segment, books without a journal, and
+//! records every operation it receives in order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +16,7 @@ use trecho_common::internal::{
     ShardStatus, TxnId,
 };
 use trecho_common::protocol::methods::BookRequest;
+use trecho_common::shardmap::ShardMap;
 use trecho_common::time::{format_rfc3339, now_unix};
 use trecho_common::types::{Booking, BookingStatus, Locator, Segment};
 
@@ -33,6 +34,22 @@ pub struct State {
     pub existing: Option<Booking>,
     /// The slot ranges the router's map gives this shard, for `status`.
     pub slots: Vec<[u16; 2]>,
+    /// The answer to `cluster_map`; without one the shard refuses it.
+    pub map: Option<ShardMap>,
+    /// While set, requests about segments and bookings are refused with
+    /// `slot_moving`, as during a move's pause.
+    pub moving: Option<Moving>,
+    /// The answer to `move_slots`: rows and pause.
+    pub moved: Option<(u64, u64)>,
+}
+
+/// A pause of the shard's slots.
+#[derive(Debug, Clone, Copy)]
+pub struct Moving {
+    /// Refusals left before the shard serves again; `None` for no end.
+    pub refusals_left: Option<u32>,
+    /// The wait the refusals ask for.
+    pub retry_after_ms: u64,
 }
 
 /// A running fake shard.
@@ -123,12 +140,38 @@ impl FakeShard {
         }
     }
 
+    /// Returns the `slot_moving` refusal of `op` while the shard pauses,
+    /// and counts it.
+    fn refuse_while_moving(&self, state: &mut State, op: &ShardOp) -> Option<ShardError> {
+        let pausable = !matches!(
+            op,
+            ShardOp::Ping | ShardOp::Status | ShardOp::ClusterMap | ShardOp::MoveSlots { .. }
+        );
+        let moving = state.moving.as_mut().filter(|_| pausable)?;
+        match &mut moving.refusals_left {
+            Some(0) => return None,
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        Some(ShardError::SlotMoving {
+            slot: 0,
+            shard: self.id,
+            retry_after_ms: moving.retry_after_ms,
+        })
+    }
+
     fn apply(&self, op: ShardOp) -> InternalResult {
         let mut state = self.state.lock().unwrap();
         state.received.push(op.clone());
+        if let Some(refusal) = self.refuse_while_moving(&mut state, &op) {
+            return InternalResult::Err(refusal);
+        }
         let answer = match op {
             ShardOp::Ping => Ok(ShardReply::Pong),
-            ShardOp::ClusterMap => Err(Error::internal("the fake shard holds no shard map")),
+            ShardOp::ClusterMap => match &state.map {
+                Some(map) => Ok(ShardReply::ClusterMap { map: map.clone() }),
+                None => Err(Error::internal("the fake shard holds no shard map")),
+            },
             ShardOp::Status => Ok(ShardReply::Status(ShardStatus {
                 shard_id: self.id,
                 map_version: 1,
@@ -207,10 +250,17 @@ impl FakeShard {
                     release: None,
                 })
             }
+            ShardOp::MoveSlots { version, .. } => match state.moved {
+                Some((rows, pause_ms)) => Ok(ShardReply::Moved {
+                    version,
+                    rows,
+                    pause_ms,
+                }),
+                None => Err(Error::internal("the fake shard moves no slots")),
+            },
             ShardOp::Finish { .. }
             | ShardOp::Resolve { .. }
             | ShardOp::Audit
-            | ShardOp::MoveSlots { .. }
             | ShardOp::ImportSlots(_) => Err(Error::internal(
                 "the fake shard does not implement this operation",
             )),
