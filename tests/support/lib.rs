@@ -127,6 +127,7 @@ impl ClusterBuilder {
             .clone()
             .unwrap_or_else(|| (even_ranges(self.shards), 1));
         let spec = shard_spec(&shard_addrs, &ranges);
+        let shard_args = self.shard_args.clone();
         let shards = (0..self.shards)
             .map(|index| {
                 let data_dir = dir.path().join(format!("shard-{index}"));
@@ -169,7 +170,7 @@ impl ClusterBuilder {
         } else {
             router_args.extend([
                 "--shards".to_owned(),
-                spec,
+                spec.clone(),
                 "--map-version".to_owned(),
                 version.to_string(),
             ]);
@@ -183,6 +184,9 @@ impl ClusterBuilder {
             shards,
             router,
             more_routers: Vec::new(),
+            spec,
+            version,
+            shard_args,
             dir,
         };
         for index in 0..cluster.shards.len() {
@@ -205,6 +209,11 @@ pub struct Cluster {
     /// Routers started by [`Cluster::start_router_from_seeds`], with their
     /// addresses.
     more_routers: Vec<(Process, String)>,
+    /// The `--shards` spec and version every shard started with, and the
+    /// flags given to every shard, for shards added later.
+    spec: String,
+    version: u64,
+    shard_args: Vec<String>,
     // Dropped last, after the processes are killed.
     dir: TempDir,
 }
@@ -267,6 +276,59 @@ impl Cluster {
         self.shards[index].kill();
         self.shards[index].spawn(&self.binary);
         self.wait_ready().await;
+    }
+
+    /// Starts one more shard, owning no slots, with the next free id and
+    /// the shard map the others started with plus itself; waits until it
+    /// accepts connections. The router learns of it from
+    /// `admin.add_shard` or from the first move that gives it slots.
+    /// Returns its id.
+    ///
+    /// # Panics
+    ///
+    /// Panics, with the logs, when it does not accept connections within
+    /// 30 seconds.
+    pub async fn add_shard(&mut self) -> u32 {
+        let index = self.shards.len();
+        let address = format!("127.0.0.1:{}", free_ports(1)[0]);
+        let mut args = vec![
+            "shard".to_owned(),
+            "--id".to_owned(),
+            index.to_string(),
+            "--listen".to_owned(),
+            address.clone(),
+            "--data-dir".to_owned(),
+            self.data_dir(index).display().to_string(),
+            "--shards".to_owned(),
+            format!("{};{index}={address}@", self.spec),
+            "--map-version".to_owned(),
+            self.version.to_string(),
+        ];
+        args.extend(self.shard_args.iter().cloned());
+        let name = format!("shard-{index}");
+        let mut shard = Process::new(self.dir.path(), &name, args, Vec::new());
+        shard.spawn(&self.binary);
+        self.shards.push(shard);
+        self.shard_addrs.push(address.clone());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            self.check_running();
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                return index as u32;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{name} did not accept connections within {READY_TIMEOUT:?}\n{}",
+            self.logs()
+        );
+    }
+
+    /// Starts shard `index` again on the same address and data without
+    /// waiting for the router, which may be down.
+    pub fn restart_shard_only(&mut self, index: usize) {
+        self.shards[index].kill();
+        self.shards[index].spawn(&self.binary);
     }
 
     /// Kills the router with SIGKILL and waits until it is gone.
