@@ -19,9 +19,11 @@ use super::{Command, Owner};
 use crate::server::ReplyTo;
 use crate::state::{MoveRequest, MoveStart};
 
-/// How long the target may take to import one move: it parses and
-/// journals every row of the slots.
-const IMPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the target may take to answer an import: it parses and
+/// journals every row of the slots, a fraction of a second for a batch of
+/// 256 slots. A target cut off by the network is noticed after this long,
+/// and the copy is sent again.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First wait after a failed copy; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
