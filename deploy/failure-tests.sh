@@ -29,7 +29,12 @@ fi
 # docker-compose v1 and v2 name the network <project>_cluster alike.
 project="trechoft$$$(date +%s)"
 export TRECHO_IMAGE="trecho-failure-tests:$project"
-compose+=(-p "$project" -f deploy/compose.yaml)
+# The spare shards (profile grow) start with the others, owning no slots,
+# for the scenario that grows the cluster and shrinks it back.
+compose+=(-p "$project" -f deploy/compose.yaml --profile grow)
+# The routers' admin token, for that scenario's trecho admin commands.
+TRECHO_ADMIN_TOKEN="ft-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+export TRECHO_ADMIN_TOKEN
 
 cleanup() {
     status=$?

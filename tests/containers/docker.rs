@@ -88,6 +88,28 @@ impl Docker {
         Ok(())
     }
 
+    /// Sends SIGTERM to the container of `service` and waits until it
+    /// stops.
+    pub(crate) async fn stop(&self, service: &str) -> anyhow::Result<()> {
+        let id = self.container(service).await?;
+        run(&["stop", "--time", "10", &id]).await?;
+        Ok(())
+    }
+
+    /// Runs `trecho admin ARGS` inside the router's container, which has
+    /// the admin token in its environment and reaches the shards by name.
+    /// Returns its exit code and output once it ends, or after `limit`.
+    pub(crate) async fn admin(&self, args: &[&str], limit: Duration) -> anyhow::Result<Exit> {
+        let id = self.container("router").await?;
+        let mut command = vec!["exec", "-e", "RUST_LOG=warn", &id, "trecho", "admin"];
+        command.extend(args);
+        let output = output_of(&command, limit).await?;
+        Ok(Exit {
+            code: output.status.code(),
+            output: text_of(&output),
+        })
+    }
+
     /// Runs `trecho audit` inside the router's container, where the shard
     /// names of the shard map resolve. Returns its exit code and output.
     pub(crate) async fn audit(&self, in_doubt_after: Duration) -> anyhow::Result<Exit> {

@@ -11,7 +11,9 @@
 //! 1. cuts a shard off the network and heals the cut;
 //! 2. kills a shard with SIGKILL and starts it;
 //! 3. kills the router with SIGKILL and starts it;
-//! 4. cuts a shard off while trips are in flight.
+//! 4. cuts a shard off while trips are in flight;
+//! 5. grows the cluster from 3 to 5 shards and back with `trecho admin`,
+//!    cutting the target of one move off in the middle of it.
 //!
 //! After each one it retries every booking whose outcome a client did not
 //! learn, checks every booking the clients received, and runs `trecho
@@ -110,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<Vec<Report>> {
     reports.push(print(scenarios::kill_shard(&context).await?));
     reports.push(print(scenarios::kill_router(&context).await?));
     reports.push(print(scenarios::partition_during_trips(&context).await?));
+    reports.push(print(scenarios::grow_and_shrink(&context).await?));
     Ok(reports)
 }
 

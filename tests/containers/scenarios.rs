@@ -401,3 +401,104 @@ async fn wait_for_trips(load: &Load) {
         tokio::task::yield_now().await;
     }
 }
+
+/// Time allowed for one `trecho admin` command, every move of it included.
+const ADMIN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Grows the cluster from 3 to 5 shards and shrinks it back under load,
+/// with the target of one move cut off from the network in the middle of
+/// it. The spare shards `shard-3` and `shard-4` run from the start and own
+/// no slots.
+pub(crate) async fn grow_and_shrink(context: &Context) -> anyhow::Result<Report> {
+    let load = context.start_load(Mix::Mixed, "gs");
+    tokio::time::sleep(WARM_UP).await;
+    let mut outputs = Vec::new();
+    let mut failures = Vec::new();
+    let admin = |args: &'static [&'static str]| {
+        let docker = &context.docker;
+        async move { (args, docker.admin(args, ADMIN_LIMIT).await) }
+    };
+
+    let (args, exit) = admin(&["add-shard", "shard-3:7001"]).await;
+    note_admin(args, exit?, &mut outputs, &mut failures);
+
+    // The second growth moves slots to shard-4 in many batches; the cut
+    // lands in one of them, and its source sends the copy until shard-4
+    // is back.
+    let growing = admin(&["add-shard", "shard-4:7001"]);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        context.docker.disconnect("shard-4").await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        context.docker.reconnect("shard-4").await
+    };
+    let ((args, exit), cut) = tokio::join!(growing, cut);
+    cut?;
+    note_admin(args, exit?, &mut outputs, &mut failures);
+
+    for args in [&["remove-shard", "4"][..], &["remove-shard", "3"][..]] {
+        let exit = context.docker.admin(args, ADMIN_LIMIT).await?;
+        note_admin(args, exit, &mut outputs, &mut failures);
+    }
+    tokio::time::sleep(COOL_DOWN).await;
+    let records = load.stop().await;
+
+    let mut report = Report::new("5. grow from 3 to 5 shards and back under load", &records);
+    let pauses: Vec<u64> = outputs.iter().flat_map(|o| pauses_in(o)).collect();
+    report.notes.push(format!(
+        "{} moves; write pause per move (ms): {pauses:?}",
+        pauses.len()
+    ));
+    if pauses.is_empty() {
+        report
+            .broken
+            .push("no move reported a write pause".to_owned());
+    }
+    report.broken.extend(failures);
+    let client = crate::client::connect(&context.router).await?;
+    let status = client.status().await?;
+    for shard in status.shards.iter().filter(|s| s.id >= 3) {
+        if !shard.slots.is_empty() {
+            report.broken.push(format!(
+                "shard {} still owns slots {:?} after its removal",
+                shard.id, shard.slots
+            ));
+        }
+    }
+    let report = context.finish(records, report).await;
+    for service in ["shard-3", "shard-4"] {
+        context.docker.stop(service).await?;
+    }
+    Ok(report)
+}
+
+/// Keeps the output of one `trecho admin` run, or notes its failure.
+fn note_admin(
+    args: &[&str],
+    exit: crate::docker::Exit,
+    outputs: &mut Vec<String>,
+    failures: &mut Vec<String>,
+) {
+    if exit.code != Some(0) {
+        failures.push(format!(
+            "`trecho admin {}` ended with {:?}: {}",
+            args.join(" "),
+            exit.code,
+            exit.output
+        ));
+    }
+    outputs.push(exit.output);
+}
+
+/// Returns the write pause of every move in a `trecho admin` output, from
+/// its progress lines ("..., last pause 12 ms | moved slots ...").
+fn pauses_in(output: &str) -> Vec<u64> {
+    output
+        .lines()
+        .filter(|line| line.contains("| moved slots"))
+        .filter_map(|line| {
+            let (_, after) = line.split_once("last pause ")?;
+            after.split_once(" ms")?.0.parse().ok()
+        })
+        .collect()
+}
