@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::hashing::{slot, SLOT_COUNT};
 
+mod claims;
+
+pub use claims::merge_claims;
+
 /// Errors found while checking a shard map.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

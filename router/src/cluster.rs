@@ -10,7 +10,6 @@
 //! only grows, so requests take no lock.
 
 mod links;
-mod merge;
 
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -174,7 +173,7 @@ impl Cluster {
         self.refreshes.fetch_add(1, Ordering::AcqRel);
         let seen = self.map();
         let answers = self.shard_maps().await;
-        let merged = match merge::merge(&answers) {
+        let merged = match trecho_common::shardmap::merge_claims(&answers) {
             Some(Ok(map)) => self.with_added(map),
             Some(Err(error)) => Err(error),
             None => {

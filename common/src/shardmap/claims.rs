@@ -1,4 +1,5 @@
-//! The cluster map a router builds from the maps its shards return.
+//! The cluster map built from the maps that shards return, by routers and
+//! by shards that send to each other.
 //!
 //! Each shard knows its own slots for sure, and the others' only as they
 //! were when it last heard of them. So the owner of a slot is the shard
@@ -8,11 +9,12 @@
 //! the newest map, which is the best the router knows of shards that did
 //! not answer.
 
-use trecho_common::hashing::SLOT_COUNT;
-use trecho_common::shardmap::{Error, ShardInfo, ShardMap};
+use super::{Error, ShardInfo, ShardMap};
+use crate::hashing::SLOT_COUNT;
 
-/// Builds one map from `answers`, each a shard's id and the checked map it
-/// returned, or returns `None` when `answers` is empty.
+/// Builds one map from `answers`, each a shard's id and the map it
+/// returned, or returns `None` when no answer is a valid map. Invalid maps
+/// are left out.
 ///
 /// The map's version is the highest of theirs. It lists every shard any of
 /// them names, at the address the shard gives for itself, else at the one
@@ -20,9 +22,19 @@ use trecho_common::shardmap::{Error, ShardInfo, ShardMap};
 ///
 /// # Errors
 ///
-/// Returns the map's own error when the result is invalid, which checked
+/// Returns the map's own error when the result is invalid, which valid
 /// inputs cannot produce.
-pub(crate) fn merge(answers: &[(u32, ShardMap)]) -> Option<Result<ShardMap, Error>> {
+pub fn merge_claims(answers: &[(u32, ShardMap)]) -> Option<Result<ShardMap, Error>> {
+    // A map read off the wire has no slot table until it is checked.
+    let answers: Vec<(u32, ShardMap)> = answers
+        .iter()
+        .filter_map(|(id, map)| {
+            let mut map = map.clone();
+            map.validate().ok()?;
+            Some((*id, map))
+        })
+        .collect();
+    let answers = answers.as_slice();
     let newest = &answers.iter().max_by_key(|(_, map)| map.version)?.1;
     let mut by_version: Vec<&ShardMap> = answers.iter().map(|(_, map)| map).collect();
     by_version.sort_by_key(|map| std::cmp::Reverse(map.version));
@@ -78,7 +90,16 @@ mod tests {
 
     #[test]
     fn no_answers_give_no_map() {
-        assert!(merge(&[]).is_none());
+        assert!(merge_claims(&[]).is_none());
+    }
+
+    #[test]
+    fn unchecked_map_from_the_wire_merges() {
+        let sent = map(2, "0=a:1@0-99;1=b:2@100-16383");
+        let received: ShardMap =
+            serde_json::from_str(&serde_json::to_string(&sent).unwrap()).unwrap();
+        let merged = merge_claims(&[(1, received)]).unwrap().unwrap();
+        assert_eq!(merged.owner_of_slot(5).id, 0);
     }
 
     #[test]
@@ -86,7 +107,7 @@ mod tests {
         // Shard 1 imported 0-99 at version 2; shard 0 has not handed off.
         let source = map(1, "0=a:1@0-8191;1=b:2@8192-16383");
         let target = map(2, "0=a:1@100-8191;1=b:2@0-99,8192-16383");
-        let merged = merge(&[(0, source), (1, target)]).unwrap().unwrap();
+        let merged = merge_claims(&[(0, source), (1, target)]).unwrap().unwrap();
         assert_eq!(merged.version, 2);
         assert_eq!(merged.owner_of_slot(50).id, 1);
         assert_eq!(merged.owner_of_slot(100).id, 0);
@@ -102,7 +123,7 @@ mod tests {
             3,
             "0=a:1@0-5460,10923-11022;1=b:2@5461-10922;2=c:3@11023-16383",
         );
-        let merged = merge(&[(2, two), (1, one)]).unwrap().unwrap();
+        let merged = merge_claims(&[(2, two), (1, one)]).unwrap().unwrap();
         assert_eq!(merged.version, 3);
         assert_eq!(merged.owner_of_slot(0).id, 1, "shard 1 claims 0-99 itself");
         assert_eq!(merged.owner_of_slot(10923).id, 0);
@@ -114,7 +135,7 @@ mod tests {
     #[test]
     fn silent_shard_keeps_its_slots_from_the_newest_map() {
         let zero = map(2, "0=a:1@0-99;1=b:2@100-16383;2=c:3@");
-        let merged = merge(&[(0, zero)]).unwrap().unwrap();
+        let merged = merge_claims(&[(0, zero)]).unwrap().unwrap();
         assert_eq!(merged.owner_of_slot(200).id, 1);
         assert!(
             merged.shard(2).unwrap().slots.is_empty(),
@@ -126,7 +147,7 @@ mod tests {
     fn shard_address_comes_from_the_shard_itself() {
         let zero = map(2, "0=a:1@0-8191;1=old:2@8192-16383");
         let one = map(1, "0=a:1@0-8191;1=new:2@8192-16383");
-        let merged = merge(&[(0, zero), (1, one)]).unwrap().unwrap();
+        let merged = merge_claims(&[(0, zero), (1, one)]).unwrap().unwrap();
         assert_eq!(merged.shard(1).unwrap().address, "new:2");
     }
 }
