@@ -45,9 +45,11 @@ pub(crate) enum Command {
     },
     /// The home shard answered a resolve.
     Outcome { txn: TxnId, committed: bool },
-    /// A peer refused a message for a slot it does not own; `map` is the
-    /// peer's map, and the message goes out again by the newer one.
-    Reroute { map: ShardMap, retry: Retry },
+    /// A peer rejected a message for a slot it does not own; the message
+    /// goes out again once the peers' maps are in.
+    Reroute(Retry),
+    /// The maps of the peers that answered, by shard id.
+    MapsGathered(Vec<(u32, ShardMap)>),
     /// The pause of this move is durable: its copy may start.
     MovePaused(u64),
     /// The target of this move imported it.
@@ -265,13 +267,18 @@ impl Owner {
                 self.peers.resolved(txn);
                 self.state.apply_outcome(txn, committed, &mut self.batch)
             }
-            Command::Reroute { map, retry } => {
-                self.peers.learn(&map, self.state.map());
-                match retry {
-                    Retry::Finish(job) => self.peers.redeliver(job),
-                    Retry::Resolve(due) => {
-                        self.peers.resolved(due.txn);
-                        self.peers.resolve(due);
+            Command::Reroute(retry) => {
+                self.peers.reroute(retry);
+                Ok(())
+            }
+            Command::MapsGathered(answers) => {
+                for retry in self.peers.adopt(answers, self.state.map()) {
+                    match retry {
+                        Retry::Finish(job) => self.peers.redeliver(job),
+                        Retry::Resolve(due) => {
+                            self.peers.resolved(due.txn);
+                            self.peers.resolve(due);
+                        }
                     }
                 }
                 Ok(())

@@ -155,7 +155,13 @@ impl Owner {
             pause_ms,
             "slots handed off"
         );
-        self.peers.learn(self.state.map(), self.state.map());
+        self.peers.handed_off(
+            done.first,
+            done.last,
+            done.target,
+            &done.target_address,
+            done.version,
+        );
         let moved = ShardReply::Moved {
             version: done.version,
             rows,

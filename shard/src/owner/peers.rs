@@ -9,10 +9,11 @@
 //!
 //! A finish names participant slots. It goes to the shard that owns them
 //! under this shard's map, one message per owner for the slots it owns.
-//! A peer that does not own a slot any more refuses the message; the task
-//! then asks that peer for its map, and the owner task sends the message
-//! again by the newer of the two maps. A peer that is moving the slot
-//! right now refuses with `slot_moving`, and the task simply retries.
+//! A peer that does not own a slot any more rejects the message. This
+//! shard then requests every peer's map, merges their claims of their own
+//! slots as a router does, and sends the message again by the merged map.
+//! A peer that is moving the slot right now rejects with `slot_moving`,
+//! and the task retries it.
 //!
 //! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
 //! `shard.mid_finish` stops a home shard half-way through telling the
@@ -28,7 +29,7 @@ use trecho_common::error::Error;
 use trecho_common::failpoint;
 use trecho_common::internal::{ShardError, ShardOp, ShardReply, TxnId};
 use trecho_common::link::{LinkError, LinkOptions, ShardLink};
-use trecho_common::shardmap::ShardMap;
+use trecho_common::shardmap::{merge_claims, ShardInfo, ShardMap};
 
 use super::{Command, Retry};
 use crate::state::{DueResolve, FinishJob};
@@ -38,6 +39,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 const MID_FINISH: &str = "shard.mid_finish";
+/// Time allowed for one peer's map while the map is refreshed.
+const MAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Links to the other shards and the messages in flight on them.
 pub(super) struct Peers {
@@ -49,6 +52,11 @@ pub(super) struct Peers {
     finishing: FxHashSet<(TxnId, u16, bool)>,
     /// Resolves being sent.
     resolving: FxHashSet<TxnId>,
+    /// Messages rejected by a peer that does not own their slot, waiting
+    /// for the map refresh in progress.
+    waiting: Vec<Retry>,
+    /// Whether a map refresh is in progress.
+    refreshing: bool,
 }
 
 impl Peers {
@@ -60,35 +68,116 @@ impl Peers {
             commands,
             finishing: FxHashSet::default(),
             resolving: FxHashSet::default(),
+            waiting: Vec::new(),
+            refreshing: false,
         }
     }
 
-    /// Takes `map` as the map to send by when it is newer than the one in
-    /// use, keeping this shard's own slots as `own` says.
+    /// Adds what `map` knows and this map lacks: the addresses of shards
+    /// it names, without their slots. `own` is this shard's own map, whose
+    /// slots for this shard are always right.
     pub fn learn(&mut self, map: &ShardMap, own: &ShardMap) {
-        let newest = if map.version > self.map.version {
-            map
-        } else if own.version > self.map.version {
-            own
-        } else {
-            return;
-        };
-        let mut next = newest.clone();
+        let mut next = self.map.clone();
+        for shard in &map.shards {
+            if next.shard(shard.id).is_err() {
+                next.shards.push(ShardInfo {
+                    id: shard.id,
+                    address: shard.address.clone(),
+                    slots: Vec::new(),
+                });
+            }
+        }
+        next.version = next.version.max(map.version);
+        self.take_own_slots(next, own);
+    }
+
+    /// Routes slots `first..=last` to shard `to` at `address`, which this
+    /// shard just handed them to.
+    pub fn handed_off(&mut self, first: u16, last: u16, to: u32, address: &str, version: u64) {
+        let _ = self.map.assign(first, last, to, address, version);
+    }
+
+    /// Routes by `next` once this shard's own slots in it are set from
+    /// `own`, and drops links whose peer's address changed.
+    fn take_own_slots(&mut self, mut next: ShardMap, own: &ShardMap) {
         if let Ok(me) = own.shard(self.shard_id) {
             for &[first, last] in &me.slots {
-                let _ = next.assign(first, last, self.shard_id, &me.address, newest.version);
+                let _ = next.assign(first, last, self.shard_id, &me.address, own.version);
             }
+        }
+        if next.validate().is_err() {
+            return;
         }
         tracing::debug!(
             shard.id = self.shard_id,
             map_version = next.version,
-            "peers use a newer shard map"
+            "peers use a new shard map"
         );
         self.map = next;
-        // Links to shards whose address changed are rebuilt on next use.
         let map = &self.map;
         self.links
             .retain(|id, link| map.shard(*id).is_ok_and(|s| s.address == link.address()));
+    }
+
+    /// Queues a message that a peer rejected for a slot it does not own,
+    /// and requests every peer's map unless a request is in progress. The
+    /// message goes out again once the maps are in.
+    pub fn reroute(&mut self, retry: Retry) {
+        self.waiting.push(retry);
+        if self.refreshing {
+            return;
+        }
+        self.refreshing = true;
+        let ids: Vec<u32> = self
+            .map
+            .shards
+            .iter()
+            .map(|s| s.id)
+            .filter(|&id| id != self.shard_id)
+            .collect();
+        let links: Vec<ShardLink> = ids.into_iter().filter_map(|id| self.link(id)).collect();
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let calls = links.iter().map(|link| async move {
+                let answer =
+                    tokio::time::timeout(MAP_TIMEOUT, link.call(&ShardOp::ClusterMap)).await;
+                match answer {
+                    Ok(Ok(ShardReply::ClusterMap { map })) => Some((link.shard(), map)),
+                    _ => None,
+                }
+            });
+            let answers = futures::future::join_all(calls).await;
+            let answers = answers.into_iter().flatten().collect();
+            let _ = commands.send(Command::MapsGathered(answers));
+        });
+    }
+
+    /// Routes by the merge of the peers' maps in `answers` and this shard's
+    /// `own` map, and returns the messages that waited for them.
+    pub fn adopt(&mut self, mut answers: Vec<(u32, ShardMap)>, own: &ShardMap) -> Vec<Retry> {
+        self.refreshing = false;
+        answers.push((self.shard_id, own.clone()));
+        match merge_claims(&answers) {
+            Some(Ok(merged)) => {
+                let mut next = merged;
+                // Keep the addresses of shards that no answer named.
+                for shard in &self.map.shards {
+                    if next.shard(shard.id).is_err() {
+                        next.shards.push(ShardInfo {
+                            id: shard.id,
+                            address: shard.address.clone(),
+                            slots: Vec::new(),
+                        });
+                    }
+                }
+                self.take_own_slots(next, own);
+            }
+            Some(Err(error)) => {
+                tracing::warn!(shard.id = self.shard_id, %error, "peers' maps did not merge; keeping the map in use");
+            }
+            None => {}
+        }
+        std::mem::take(&mut self.waiting)
     }
 
     /// Sends a finish again after a peer refused it for a slot it does not
@@ -132,10 +221,10 @@ impl Peers {
                     Sent::Answered(()) => {
                         let _ = commands.send(Command::FinishAcked { txn, slots, commit });
                     }
-                    Sent::Moved(map) => {
+                    Sent::Moved => {
                         let job = FinishJob { txn, commit, slots };
                         let retry = Retry::Finish(job);
-                        let _ = commands.send(Command::Reroute { map, retry });
+                        let _ = commands.send(Command::Reroute(retry));
                     }
                     Sent::GaveUp => {}
                 }
@@ -208,9 +297,9 @@ impl Peers {
                 Sent::Answered(committed) => {
                     let _ = commands.send(Command::Outcome { txn, committed });
                 }
-                Sent::Moved(map) => {
+                Sent::Moved => {
                     let retry = Retry::Resolve(due);
-                    let _ = commands.send(Command::Reroute { map, retry });
+                    let _ = commands.send(Command::Reroute(retry));
                 }
                 Sent::GaveUp => {}
             }
@@ -244,16 +333,15 @@ impl Peers {
 enum Sent<T> {
     /// The peer answered.
     Answered(T),
-    /// The peer does not own the slot; this is its map, with a version
-    /// above the one the message was sent by.
-    Moved(ShardMap),
+    /// The peer does not own the slot.
+    Moved,
     /// The peer refused for a reason a retry would not change.
     GaveUp,
 }
 
 /// Sends `op` until the peer answers with a reply that `accept` takes,
-/// waiting longer after each failure. A peer that does not own the slot is
-/// asked for its map, which the caller sends by next. Gives up only on a
+/// waiting longer after each failure. A peer that does not own the slot
+/// ends the sending, after a wait, so that the caller routes it anew. Gives up only on a
 /// refusal that a retry would not change; the message is sent again on the
 /// next restart.
 async fn send_until_answered<T>(
@@ -276,12 +364,11 @@ async fn send_until_answered<T>(
                 return Sent::GaveUp;
             }
             Err(LinkError::Remote(ShardError::NotOwner { slot, owner, .. })) => {
-                tracing::debug!(peer.id = link.shard(), slot, owner = ?owner, "peer shard no longer owns a slot; asking for its map");
+                tracing::debug!(peer.id = link.shard(), slot, owner = ?owner, "peer shard no longer owns a slot");
+                // The wait keeps a peer whose map lags from being asked in
+                // a tight loop.
                 tokio::time::sleep(backoff).await;
-                if let Ok(ShardReply::ClusterMap { map }) = link.call(&ShardOp::ClusterMap).await {
-                    return Sent::Moved(map);
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                return Sent::Moved;
             }
             Err(LinkError::Remote(refusal)) if !is_transient(&refusal) => {
                 tracing::error!(peer.id = link.shard(), %refusal, "peer shard refused a transaction message");
