@@ -350,6 +350,18 @@ impl State {
             }
         }
         self.import_outbox(&state.outbox);
+        // Finishes this shard queued for the slots while another shard
+        // owned them now concern its own reservations.
+        let own_now: Vec<((TxnId, u16), bool)> = self
+            .outbox
+            .iter()
+            .filter(|((_, slot), _)| (import.first..=import.last).contains(slot))
+            .map(|(&key, &commit)| (key, commit))
+            .collect();
+        for (key, commit) in own_now {
+            self.outbox.remove(&key);
+            self.finish_here(key.0, commit);
+        }
         self.imported.insert(import.move_id);
         self.rebuild_participant_deadlines();
         Ok(())

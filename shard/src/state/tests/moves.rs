@@ -265,3 +265,30 @@ fn committed_trip_cancelled_after_its_participant_slot_moved_frees_every_seat() 
     assert_replay_after_move(&mut trip.home);
     assert_replay_after_move(&mut trip.remote);
 }
+
+#[test]
+fn finish_queued_for_a_slot_that_moves_home_is_applied_there() {
+    let mut trip = Trip::prepared(0x64, None);
+    let now = start_ms() + 100;
+    booking_of(trip.decide(true, now));
+    // The home queued a finish for the remote slot; before it is
+    // delivered, that slot moves to the home shard itself.
+    assert_eq!(
+        trip.home.audit().unacknowledged,
+        [(trip.txn, remote_slot())]
+    );
+    move_slot(&mut trip.remote, &mut trip.home, remote_slot(), now + 10);
+    let audit = trip.home.audit();
+    assert!(
+        audit.unacknowledged.is_empty(),
+        "{:?}",
+        audit.unacknowledged
+    );
+    assert!(audit
+        .reservations
+        .iter()
+        .all(|r| r.state == ReservationState::Committed));
+    assert_eq!(trip.home.seats_left(&remote_ids()[0]), CAPACITY - 2);
+    assert_replay_after_move(&mut trip.home);
+    assert_replay_after_move(&mut trip.remote);
+}
