@@ -282,8 +282,29 @@ async fn read_status(session: &mut Session) -> anyhow::Result<ClusterStatus> {
         .map_err(|error| explain(error, "reading cluster.status failed"))
 }
 
+/// Longest wait for every shard that owns slots to report its segments:
+/// a router reconnecting to a shard after a network cut reports it
+/// unhealthy for a few seconds.
+const HEALTHY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads every shard's slots and segments, waiting up to [`HEALTHY_WAIT`]
+/// while a shard that owns slots does not report its segments. Planning
+/// then names a shard still silent.
 async fn shard_loads(session: &mut Session) -> anyhow::Result<Vec<ShardLoad>> {
-    Ok(ShardLoad::from_status(&read_status(session).await?))
+    let deadline = tokio::time::Instant::now() + HEALTHY_WAIT;
+    loop {
+        let loads = ShardLoad::from_status(&read_status(session).await?);
+        let silent = loads
+            .iter()
+            .find(|shard| !shard.slots.is_empty() && shard.segments.is_none());
+        match silent {
+            Some(shard) if tokio::time::Instant::now() < deadline => {
+                eprintln!("waiting for shard {} to report its segments", shard.id);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            _ => return Ok(loads),
+        }
+    }
 }
 
 /// Says why a rebalance over the shards with slots and `include` has
