@@ -8,7 +8,10 @@
 # defaults (fsync on, synchronous_commit on). trecho runs a router and 3
 # shards whose journals fsync before every reply. Runs alternate between
 # the systems, and each trecho run starts a fresh cluster so that every run
-# books the same empty segments.
+# books the same empty segments. One more trecho run per load books while
+# a rebalance runs: `trecho admin` moves half of shard 0's slots to shard 1
+# and `rebalance` evens them out again; the table shows that run on a line
+# of its own.
 #
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--workloads "book hot"]
 #                         [--loads "64x1 64x16"] [--port-base PORT] [--out DIR]
@@ -105,8 +108,11 @@ start_postgres() {
 }
 
 # run_trecho LABEL ARGS...: a fresh router and 3 shards, then one bench run.
+# With REBALANCE=1, slots move between the shards during the run.
 run_trecho() {
     local name=$1; shift
+    local label="router + 3 shards, fsync"
+    [ "${REBALANCE:-0}" = 1 ] && label="$label, during a rebalance"
     local data="$work/trecho-$name"
     local trecho_port=$((port_base + 1000 + 10 * trecho_runs))
     trecho_runs=$((trecho_runs + 1))
@@ -123,8 +129,23 @@ run_trecho() {
         tail -5 "$data.log" >&2
         exit 1
     fi
-    "$trecho" bench --target trecho --address "127.0.0.1:$trecho_port" --label "router + 3 shards, fsync" \
-        --json "$@" >"$results/$name.json"
+    "$trecho" bench --target trecho --address "127.0.0.1:$trecho_port" --label "$label" \
+        --json "$@" >"$results/$name.json" &
+    local bench=$!
+    if [ "${REBALANCE:-0}" = 1 ]; then
+        # Let the load settle, then move half of shard 0's slots to shard 1
+        # and let rebalance even them out again.
+        sleep 2
+        {
+            "$trecho" admin move-slots 0-2730 --to 1 --router "127.0.0.1:$trecho_port"
+            "$trecho" admin rebalance --router "127.0.0.1:$trecho_port"
+        } >"$work/$name.admin" 2>&1 || {
+            echo "the rebalance during the run failed:" >&2
+            tail -5 "$work/$name.admin" >&2
+        }
+        grep -h "longest write pause" "$work/$name.admin" | sed "s/^/rebalance during $name: /" >&2 || true
+    fi
+    wait "$bench"
     stop_all
     rm -rf "$data"
 }
@@ -182,6 +203,16 @@ for round in $(seq "$rounds"); do
             done
         done
     done
+done
+
+# The benchmark's line under a rebalance: the book workload at every load.
+export TRECHO_ADMIN_TOKEN="bench-$$-$RANDOM"
+for load in $loads; do
+    c=${load%x*}
+    d=${load#*x}
+    echo "== book $load on trecho during a rebalance" >&2
+    REBALANCE=1 run_trecho "1-book-$load-trecho-rebalance" \
+        --workload book -c "$c" -d "$d" --duration "$duration" --seed 1
 done
 
 echo

@@ -5,7 +5,8 @@ Usage: python3 bench/table.py RESULTS_DIR
 Each file is one run. Of the runs of one system, workload and load, the
 table shows the run with the median throughput (the faster middle one for
 an even count) and the range of throughput over all of them. The ratio
-column divides trecho's median requests per second by the peer's.
+column divides trecho's median requests per second by the peer's; the
+trecho run during a rebalance is a row of its own and not the reference.
 """
 
 import json
@@ -38,7 +39,7 @@ def main():
         trecho = [
             median_run(r)["throughput"]
             for (w, l, s), r in groups.items()
-            if w == workload and l == load and s.startswith("trecho")
+            if w == workload and l == load and s.startswith("trecho") and "rebalance" not in s
         ]
         ratio = f"{trecho[0] / run['throughput']:.2f}" if trecho and run["throughput"] else "-"
         checks = {run.get("check_passed") for run in runs}
