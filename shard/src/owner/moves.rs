@@ -1,10 +1,10 @@
-//! The owner task's side of a move out of this shard: it pauses the
-//! slots, sends their state to the target until the target answers, and
-//! then hands the slots off. Docs/design.md "One move" has the steps and
-//! their crash cases.
+//! The owner task's side of a move out of this shard. It pauses the
+//! slots, sends their state to the target until the target replies, and
+//! then hands the slots off. The section "One move" of docs/design.md has
+//! the steps and their crash cases.
 //!
 //! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
-//! `shard.before_hand_off` stops the source once the target answered that
+//! `shard.before_hand_off` stops the source once the target replied that
 //! it imported the move, before the source records the hand-off.
 
 use std::time::Duration;
@@ -19,18 +19,18 @@ use super::{Command, Owner};
 use crate::server::ReplyTo;
 use crate::state::{MoveRequest, MoveStart};
 
-/// How long the target may take to answer an import: it parses and
-/// journals every row of the slots, a fraction of a second for a batch of
-/// 256 slots. A target cut off by the network is noticed after this long,
-/// and the copy is sent again.
+/// Time allowed for the target's reply to an import. The target parses
+/// and journals every row of the slots, which takes a fraction of a second
+/// for a batch of 256 slots. After this long without a reply, for example
+/// from a target cut off by the network, the copy is sent again.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First wait after a failed copy; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Owner {
-    /// Serves `move_slots`: pauses the slots, or joins the move already
-    /// running. The answer waits for the hand-off.
+    /// Serves `move_slots` by pausing the slots, or by joining the move
+    /// already running. The reply waits for the hand-off.
     pub(super) fn start_move(&mut self, reply: ReplyTo, id: u64, request: MoveRequest) {
         let before = self.batch.record_count;
         let shard = self.state.shard_id();

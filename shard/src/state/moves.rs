@@ -4,7 +4,7 @@
 //! whose apply takes everything filed under them out of the state. The
 //! owner task then sends that state to the target, which applies it with
 //! [`Record::Imported`]: from that record on the target owns the slots.
-//! Once the target answers, the source writes [`Record::HandedOff`] and
+//! Once the target replies, the source writes [`Record::HandedOff`] and
 //! gives the slots to the target in its map.
 //!
 //! Reservations are cut by slot: a reservation on two segments in two
@@ -29,7 +29,7 @@ use super::{
 };
 use crate::record::Record;
 
-/// What a refused request for a moving slot is told to wait.
+/// Wait suggested to a request rejected for a moving slot, in milliseconds.
 pub(crate) const RETRY_AFTER_MS: u64 = 50;
 
 /// A move out of this shard, from its pause until the target imported it.
@@ -42,7 +42,7 @@ pub(crate) struct MoveOut {
     pub target_address: String,
     pub version: u64,
     pub paused_ms: i64,
-    /// What the slots held when they paused.
+    /// State of the slots at the pause.
     pub state: SlotState,
 }
 
