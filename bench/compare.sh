@@ -10,7 +10,7 @@
 # the systems, and each trecho run starts a fresh cluster so that every run
 # books the same empty segments. One more trecho run per load books while
 # a rebalance runs: `trecho admin` moves half of shard 0's slots to shard 1
-# and `rebalance` evens them out again; the table shows that run on a line
+# and `rebalance` evens them out again. The table shows that run on a line
 # of its own.
 #
 # Usage: bench/compare.sh [--duration SECONDS] [--rounds N] [--workloads "book hot"]

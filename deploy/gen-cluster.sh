@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes compose.yaml and cluster.toml for a cluster of N shards into DIR
 # (default: deploy/cluster-N). The compose file also defines SPARES spare
-# shards (default 2) under the profile `grow`: they start only when named,
+# shards (default 2) under the profile `grow`. They start only when named,
 # own no slots, and take slots from `trecho admin add-shard` (see the
 # README's Operations section). `gen-cluster.sh 3 deploy` rewrites the
 # checked-in files.

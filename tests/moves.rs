@@ -1,8 +1,8 @@
-//! Slots move between running shards while clients book, hold, confirm
-//! and cancel on them, and a move survives SIGKILL of the source, the
-//! target or the router at each step: afterwards every confirmed answer is
-//! there exactly once, no seat is sold twice, and every slot has exactly
-//! one owner.
+//! Tests that move slots between running shards while clients book, hold,
+//! confirm and cancel on them, and that kill the source, the target or the
+//! router with SIGKILL at each step of a move. Afterwards every booking
+//! whose status a client received is there exactly once with that status,
+//! no seat is sold twice, and every slot has exactly one owner.
 
 mod common;
 
@@ -22,7 +22,7 @@ use trecho_tests::Cluster;
 /// The router's admin token in these tests.
 const TOKEN: &str = "test-admin-token";
 
-/// Time a move may take to finish once every process is back.
+/// Maximum time for a move to finish once every process is back.
 const MOVE_LIMIT: Duration = Duration::from_secs(30);
 
 fn token() -> AdminToken {
@@ -38,8 +38,8 @@ async fn start(shards: usize, shard_env: &[(usize, &str, &str)]) -> Cluster {
     builder.start().await
 }
 
-/// The first quarter of shard `shard`'s slots, and the segments departing
-/// from the hubs in five days whose slot is in it.
+/// Returns the first quarter of shard `shard`'s first slot range, and the
+/// segments departing from the hubs in five days whose slot is in it.
 async fn quarter_of(client: &Client, shard: u32) -> (RangeInclusive<u16>, Vec<Segment>) {
     let status = client.status().await.expect("cluster.status");
     let info = status
@@ -93,7 +93,7 @@ async fn wait_owned_by(router: &str, range: &RangeInclusive<u16>, target: u32) {
 }
 
 /// Runs the audit with `expected` and fails with its report on any
-/// violation, among them a slot owned twice or by nobody.
+/// violation, such as a slot with two owners or none.
 async fn assert_audit_clean(cluster: &Cluster, expected: Vec<ExpectedBooking>) {
     let options = audit::Options {
         expected,
@@ -105,7 +105,8 @@ async fn assert_audit_clean(cluster: &Cluster, expected: Vec<ExpectedBooking>) {
     assert!(report.is_clean(), "{report}\n{}", cluster.logs());
 }
 
-/// What one client saw: every booking whose last answer it knows.
+/// Record of what one client saw: every booking whose latest status it
+/// received, and the kinds of the errors it got.
 #[derive(Default)]
 struct Ledger {
     known: Vec<(Booking, BookingStatus)>,
@@ -124,7 +125,8 @@ impl Ledger {
             .collect()
     }
 
-    /// Notes a failure: a lost answer makes its booking uncertain; the
+    /// Records an error and returns whether the outcome of the request is
+    /// uncertain. A lost reply or a timeout makes it uncertain, and the
     /// other errors changed nothing.
     fn note(&mut self, error: &ClientError) -> bool {
         let kind = error.kind().unwrap_or("connection").to_owned();
@@ -157,8 +159,8 @@ async fn client_load(
         let document = format!("MV{worker}-{round}");
         let segment = &inside[(worker + round) % inside.len()];
         let trip_with = &outside[(worker * 7 + round) % outside.len()];
-        // Trips have their home in the moving slots, or on a shard whose
-        // map of the moving slots grows old with every move.
+        // A trip has its home either in the moving slots or on a shard
+        // whose map of the moving slots goes stale with every move.
         let segments: Vec<&str> = match round % 4 {
             0 => vec![segment.as_str(), trip_with.as_str()],
             2 => vec![trip_with.as_str(), segment.as_str()],
@@ -206,8 +208,8 @@ async fn client_load(
     ledger
 }
 
-/// Moves `range` to `to` through the router, retrying the answers that
-/// say nothing changed, and returns the write pause of the move.
+/// Moves `range` to `to` through the router, retrying the errors that are
+/// safe to retry, and returns the write pause of the move.
 async fn move_range(cluster: &Cluster, range: &RangeInclusive<u16>, to: u32) -> u64 {
     let client = cluster.client().await;
     for _ in 0..20 {
@@ -220,7 +222,7 @@ async fn move_range(cluster: &Cluster, range: &RangeInclusive<u16>, to: u32) -> 
                 return result.pause_ms;
             }
             Err(error) if error.trecho_error().is_some_and(Error::is_retryable) => {
-                eprintln!("moving {range:?} to shard {to}: {error}; retrying");
+                eprintln!("moving {range:?} to shard {to}: {error}, retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(error) => panic!(
@@ -236,7 +238,7 @@ async fn move_range(cluster: &Cluster, range: &RangeInclusive<u16>, to: u32) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slots_moving_back_and_forth_under_load_lose_and_double_nothing() {
+async fn moves_under_load_lose_no_booking() {
     let cluster = start(3, &[]).await;
     let client = cluster.client().await;
     let (range, inside) = quarter_of(&client, 0).await;
@@ -277,7 +279,7 @@ async fn slots_moving_back_and_forth_under_load_lose_and_double_nothing() {
         *by_kind.entry(kind.as_str()).or_insert(0) += 1;
     }
     eprintln!(
-        "moves paused writes for {pauses:?} ms; {} bookings known; refusals by kind: {by_kind:?}",
+        "moves paused writes for {pauses:?} ms; {} bookings known; rejections by kind: {by_kind:?}",
         expected.len()
     );
     assert!(expected.len() >= 50, "too little load: {}", expected.len());
@@ -291,7 +293,7 @@ async fn slots_moving_back_and_forth_under_load_lose_and_double_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn added_shard_takes_slots_and_routers_with_older_maps_book_on_it() {
+async fn added_shard_serves_stale_router() {
     let mut cluster = start(3, &[]).await;
     let second_router = cluster.start_router_from_seeds().await;
     let client = cluster.client().await;
@@ -310,8 +312,9 @@ async fn added_shard_takes_slots_and_routers_with_older_maps_book_on_it() {
     assert!(result.slots.is_empty());
     move_range(&cluster, &range, added).await;
 
-    // The second router still routes the slots to shard 0, which refuses;
-    // the router then learns the new shard and books there.
+    // The second router still routes the slots to shard 0, which rejects
+    // the booking with `not_owner`. The router then learns of the new shard
+    // and books there.
     let other = Client::connect(&second_router).await.expect("connect");
     let booked = other
         .create(book_params("ADD-1", &[&inside[1].id], 1))
@@ -345,7 +348,7 @@ async fn added_shard_takes_slots_and_routers_with_older_maps_book_on_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_methods_refuse_a_wrong_token() {
+async fn admin_methods_reject_wrong_token() {
     let cluster = start(2, &[]).await;
     let client = cluster.client().await;
     let wrong = AdminToken("not-the-token".to_owned());
@@ -356,8 +359,8 @@ async fn admin_methods_refuse_a_wrong_token() {
     assert!(!cluster.log("router").contains("not-the-token"));
 }
 
-/// Bookings made in the range before a crash test's move, with their
-/// expected statuses.
+/// Makes a confirmed booking, a hold and a trip in the range before a
+/// crash test's move, and returns them with their expected statuses.
 async fn book_in_range(
     client: &Client,
     inside: &[Segment],
@@ -386,10 +389,10 @@ async fn book_in_range(
         .collect()
 }
 
-/// Starts a move of `range` from shard 0 to shard 1 that the failpoint
-/// `point` of shard `victim` stops, kills the victim there, starts it
-/// again without the point, and checks that the move ends with every
-/// booking in place.
+/// Starts a move from shard 0 to shard 1 and kills shard `victim`, and the
+/// router too when `kill_router` is set, once the victim reaches the
+/// failpoint `point`. Then starts them again without the failpoint and
+/// checks that the move finishes with every booking in place.
 async fn move_survives_kill_at(point: &str, victim: usize, kill_router: bool) {
     let mut cluster = start(3, &[(victim, "TRECHO_FAILPOINTS", point)]).await;
     let client = cluster.client().await;
@@ -448,21 +451,21 @@ async fn move_survives_kill_at(point: &str, victim: usize, kill_router: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn source_killed_after_pausing_finishes_the_move_on_restart() {
+async fn move_survives_source_kill_after_pause() {
     move_survives_kill_at("shard.after_move_paused", 0, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn target_killed_after_importing_finishes_the_move_on_restart() {
+async fn move_survives_target_kill_after_import() {
     move_survives_kill_at("shard.after_import", 1, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn source_killed_before_hand_off_finishes_the_move_on_restart() {
+async fn move_survives_source_kill_before_hand_off() {
     move_survives_kill_at("shard.before_hand_off", 0, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn router_and_source_killed_mid_move_leave_a_move_that_finishes() {
+async fn move_survives_router_and_source_kill() {
     move_survives_kill_at("shard.after_move_paused", 0, true).await;
 }

@@ -335,7 +335,7 @@ async fn add_shard_survives_retryable_errors() {
         assert!(last - first < 256, "{first}-{last}");
         assert_eq!(to, 3);
     }
-    // The move whose answer was lost is not sent again.
+    // The move whose reply was lost is not sent again.
     let mut ranges: Vec<(u16, u16)> = state.moves.iter().map(|m| (m.0, m.1)).collect();
     ranges.sort_unstable();
     ranges.dedup();
@@ -486,7 +486,7 @@ async fn json_report_is_one_value() {
 }
 
 #[tokio::test]
-async fn status_that_never_shows_a_move_stops_the_run() {
+async fn stale_status_stops_the_run() {
     let shared = state(2);
     shared.lock().unwrap().faults = VecDeque::from([Fault::Pretend; 4]);
     let router = start_router(shared.clone()).await;

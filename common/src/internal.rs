@@ -174,32 +174,33 @@ pub enum ShardOp {
     /// A full dump for the invariant checker; answers [`ShardReply::Audit`].
     Audit,
     /// Moves slots `first..=last`, all owned by this shard, to shard
-    /// `target`. Answers [`ShardReply::Moved`] once the target owns them;
-    /// sending it again for a move in progress or done waits for the same
-    /// move or answers at once.
+    /// `target`. Replies with [`ShardReply::Moved`] once the target owns
+    /// them. A repeated request for a move in progress waits for that move,
+    /// and one for a finished move gets its reply at once.
     MoveSlots {
         /// First slot.
         first: u16,
         /// Last slot, inclusive.
         last: u16,
-        /// The shard that takes them.
+        /// The shard that receives them.
         target: u32,
-        /// Where the target listens for shards.
+        /// Address at which the target accepts requests from other shards.
         target_address: String,
-        /// The map version the move creates: one more than the highest
-        /// version any shard reports.
+        /// Map version that the move creates. The router sets it to one
+        /// more than the highest version any shard reports.
         version: u64,
     },
-    /// From the source of a move to its target: everything that lives in
-    /// the moved slots. Answers [`ShardReply::Imported`] once it is
-    /// durable; a move imported before answers the same.
+    /// Sent by the source of a move to its target, with the whole state of
+    /// the moved slots. Replies with [`ShardReply::Imported`] once the
+    /// import is durable, and at once for a move already imported.
     ImportSlots(Box<SlotImport>),
 }
 
 /// The state of slots `first..=last`, sent by the source of a move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotImport {
-    /// Chosen by the source; the same on every attempt of one move.
+    /// Move id, chosen by the source and the same on every attempt of one
+    /// move.
     pub move_id: u64,
     /// The source shard.
     pub source: u32,
@@ -212,7 +213,7 @@ pub struct SlotImport {
     /// The source's map with the slots given to the target, so that the
     /// target learns where every shard is.
     pub map: ShardMap,
-    /// What lives in the slots.
+    /// State of the moved slots.
     pub state: SlotState,
 }
 
@@ -221,24 +222,25 @@ pub struct SlotImport {
 pub struct SlotState {
     /// Segments with their taken seats.
     pub segments: Vec<MovedSegment>,
-    /// Prepared and committed reservations, each cut down to the segments
-    /// of these slots.
+    /// Prepared and committed reservations, each limited to its segments
+    /// in these slots.
     pub reservations: Vec<MovedReservation>,
-    /// Transactions whose home slot is here.
+    /// Home records of the transactions whose home slot is in the range.
     pub txns: Vec<MovedTxn>,
-    /// Bookings whose home slot is here.
+    /// Bookings whose home slot is in the range.
     pub bookings: Vec<MovedBooking>,
     /// Request ids of those transactions.
     pub request_ids: Vec<MovedRequestId>,
-    /// Request ids claimed for passengers whose document's slot is here.
+    /// Request ids claimed for passengers whose document's slot is in the
+    /// range.
     pub claims: Vec<Claim>,
-    /// Finishes of those transactions not yet acknowledged: (txn,
+    /// Unacknowledged finishes of those transactions, as (transaction,
     /// participant slot, commit).
     pub outbox: Vec<(TxnId, u16, bool)>,
 }
 
 impl SlotState {
-    /// Returns the number of rows, for progress reports.
+    /// Returns the number of rows in all lists, for progress reports.
     pub fn rows(&self) -> u64 {
         (self.segments.len()
             + self.reservations.len()
@@ -255,11 +257,11 @@ impl SlotState {
 pub struct MovedSegment {
     /// The segment.
     pub spec: SegmentSpec,
-    /// Seats counted by reservations.
+    /// Seats taken by reservations.
     pub taken: u32,
 }
 
-/// A reservation's part in the moved slots.
+/// Part of a reservation that lies in the moved slots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MovedReservation {
     /// Transaction id.
@@ -268,9 +270,10 @@ pub struct MovedReservation {
     pub home_slot: u16,
     /// Segment ids in these slots.
     pub segments: Vec<String>,
-    /// Seats on each.
+    /// Seats reserved on each segment.
     pub seats: u32,
-    /// The deadline of a prepared reservation; `None` once committed.
+    /// Deadline of a prepared reservation, in Unix milliseconds, or `None`
+    /// for a committed one.
     pub prepared_deadline_ms: Option<i64>,
 }
 
@@ -283,19 +286,20 @@ pub struct MovedTxn {
     pub home_slot: u16,
     /// Every participant slot.
     pub participants: Vec<u16>,
-    /// Where it stands.
+    /// State of the transaction.
     pub outcome: MovedOutcome,
 }
 
-/// Where a moved transaction stands.
+/// State of a moved transaction at its home.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MovedOutcome {
-    /// Prepared, waiting for the decision.
+    /// Prepared and waiting for the decision.
     Pending {
-        /// The booking.
+        /// The booking request.
         request: BookRequest,
-        /// When the home aborts it.
+        /// Time in Unix milliseconds at which the home aborts the
+        /// transaction if it is still pending.
         deadline_ms: i64,
     },
     /// Committed as this booking.
@@ -307,7 +311,7 @@ pub enum MovedOutcome {
     Aborted,
 }
 
-/// A booking on its home shard.
+/// A booking record from its home shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MovedBooking {
     /// Locator.
@@ -318,17 +322,17 @@ pub struct MovedBooking {
     pub passenger: Passenger,
     /// All segments, in request order.
     pub segments: Vec<String>,
-    /// Seats on each.
+    /// Seats on each segment.
     pub seats: u32,
     /// Status.
     pub status: BookingStatus,
-    /// Creation, Unix milliseconds.
+    /// Creation time, in Unix milliseconds.
     pub created_ms: i64,
-    /// End of the hold, Unix milliseconds.
+    /// End of the hold, in Unix milliseconds.
     pub expires_ms: Option<i64>,
 }
 
-/// A request id's first use on the home shard.
+/// The first use of a client's request id, as recorded on the home shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MovedRequestId {
     /// The passenger's document.
@@ -337,11 +341,12 @@ pub struct MovedRequestId {
     pub request_id: String,
     /// Fingerprint of the params of the first use.
     pub fingerprint: u64,
-    /// The latest attempt's transaction.
+    /// Transaction of the latest attempt.
     pub txn: TxnId,
 }
 
-/// A move in progress on its source shard, in `status`.
+/// A move in progress on its source shard, as the shard's status reports
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveView {
     /// First slot.
@@ -350,11 +355,11 @@ pub struct MoveView {
     pub last: u16,
     /// The target shard.
     pub target: u32,
-    /// The version the move creates.
+    /// Map version that the move creates.
     pub version: u64,
     /// Rows being copied.
     pub rows: u64,
-    /// When writes to the slots stopped, Unix milliseconds.
+    /// Time at which the source paused the slots, in Unix milliseconds.
     pub paused_since_ms: i64,
 }
 
@@ -436,17 +441,17 @@ pub enum ShardReply {
     Ack,
     /// Answer to [`ShardOp::Audit`].
     Audit(AuditReport),
-    /// Answer to [`ShardOp::MoveSlots`]: the target owns the slots.
+    /// Reply to [`ShardOp::MoveSlots`] once the target owns the slots.
     Moved {
-        /// The map version at which it does.
+        /// Map version at which the target owns them.
         version: u64,
         /// Rows copied.
         rows: u64,
-        /// How long writes to the slots were refused, in milliseconds;
-        /// 0 when the move had ended before this request.
+        /// Time in milliseconds during which writes to the slots were
+        /// rejected, or 0 when the move had ended before this request.
         pause_ms: u64,
     },
-    /// Answer to [`ShardOp::ImportSlots`].
+    /// Reply to [`ShardOp::ImportSlots`] once the import is durable.
     Imported,
 }
 
@@ -483,18 +488,18 @@ pub enum ShardError {
         #[serde(default)]
         owner: Option<u32>,
     },
-    /// The slot is moving to another shard right now; nothing changed.
-    /// Retry after `retry_after_ms`: the shard then serves it again or
-    /// answers [`ShardError::NotOwner`] naming the new owner.
+    /// The slot is moving to another shard, and nothing changed. Retry
+    /// after `retry_after_ms`. Once the move has ended, the shard rejects
+    /// the request with [`ShardError::NotOwner`] naming the new owner.
     #[error(
         "slot {slot} of shard {shard} is moving to another shard; retry in {retry_after_ms} ms"
     )]
     SlotMoving {
-        /// The slot asked for.
+        /// The requested slot.
         slot: u16,
-        /// The shard that refused.
+        /// The shard that rejected the request.
         shard: u32,
-        /// When to try again.
+        /// Delay before a retry, in milliseconds.
         retry_after_ms: u64,
     },
     /// The request could not be read.
@@ -544,7 +549,7 @@ pub struct ShardStatus {
     pub segments: u64,
     /// Bookings whose home it is.
     pub bookings: u64,
-    /// The move of slots away from this shard in progress, if any.
+    /// The move out of this shard in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving: Option<MoveView>,
 }

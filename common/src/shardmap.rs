@@ -231,7 +231,9 @@ impl ShardMap {
     /// # Errors
     ///
     /// Returns [`Error::InvalidRange`] for a reversed range or one past
-    /// the last slot; the map is then unchanged.
+    /// the last slot, and the map is then unchanged. Returns the error of
+    /// [`ShardMap::validate`] when the map was invalid before the call, and
+    /// the ranges are then already changed.
     pub fn assign(
         &mut self,
         first: u16,
@@ -316,7 +318,7 @@ fn parse_entry(entry: &str) -> Result<ShardInfo, Error> {
         .map_err(|_| invalid("the shard id must be a whole number"))?;
     let mut slots = Vec::new();
     // `ID=HOST:PORT@` with nothing after the `@` is a shard that owns no
-    // slots yet: one started to join a running cluster.
+    // slots yet, such as one started to join a running cluster.
     for range in ranges.split(',').filter(|r| !r.trim().is_empty()) {
         let (first, last) = range.split_once('-').unwrap_or((range, range));
         let first = first.trim().parse();
@@ -342,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn assign_moves_a_range_and_adds_the_new_shard() {
+    fn assign_moves_range_and_adds_shard() {
         let mut map = ShardMap::even(&three()).unwrap();
         map.assign(100, 199, 7, "d:4", 2).unwrap();
         assert_eq!(map.version, 2);

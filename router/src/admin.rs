@@ -25,12 +25,14 @@ use crate::response::Reply;
 /// The admin token and the state shared by admin methods.
 pub(crate) struct Admin {
     token: Option<AdminToken>,
-    /// Held while an admin method runs.
+    /// Lock held while an admin method runs, so that this router runs one
+    /// at a time.
     running: tokio::sync::Mutex<()>,
-    /// Requests rejected for a wrong token, for rate-limited logging.
+    /// Count of requests rejected for a wrong token, which rate-limits the
+    /// warning.
     rejected: AtomicU64,
-    /// Time allowed for each shard request of an admin method, except the
-    /// move itself.
+    /// Timeout for each shard request of an admin method, except the move
+    /// itself.
     request_timeout: Duration,
 }
 
@@ -45,7 +47,7 @@ impl Admin {
         }
     }
 
-    /// Checks the token that a request for `method` carries.
+    /// Checks the admin token of a request for `method`.
     ///
     /// # Errors
     ///
@@ -83,8 +85,8 @@ impl Admin {
     }
 }
 
-/// `admin.move_slots`: after the token check, moves the slots and returns
-/// the future of the result.
+/// Serves `admin.move_slots`. The returned future checks the token, waits
+/// for any other admin method on this router to end, and moves the slots.
 pub(crate) fn move_slots(cluster: &Arc<Cluster>, params: MoveSlotsParams) -> Pending {
     let cluster = cluster.clone();
     Box::pin(async move {
@@ -96,8 +98,8 @@ pub(crate) fn move_slots(cluster: &Arc<Cluster>, params: MoveSlotsParams) -> Pen
     })
 }
 
-/// `admin.add_shard`: after the token check, adds the shard and returns the
-/// future of the result.
+/// Serves `admin.add_shard`. The returned future checks the token, waits
+/// for any other admin method on this router to end, and adds the shard.
 pub(crate) fn add_shard(cluster: &Arc<Cluster>, params: AddShardParams) -> Pending {
     let cluster = cluster.clone();
     Box::pin(async move {

@@ -88,8 +88,8 @@ pub(crate) fn book(cluster: &Arc<Cluster>, request: BookRequest) -> Pending {
 struct Failed {
     /// The client's error when the booking is not tried again.
     error: Error,
-    /// Set when a shard refused a slot it does not serve right now, so
-    /// that booking again on a refreshed map may succeed.
+    /// Set when a shard rejected a slot that it does not serve at the
+    /// moment, so that booking again on a refreshed map may succeed.
     refusal: Option<Refusal>,
     /// The request, for the next attempt.
     request: BookRequest,

@@ -3,11 +3,11 @@
 //!
 //! The shards own the map. The router routes with the map it has, and
 //! refreshes it from the shards when one of them rejects a request for a
-//! slot it does not own or is moving, and every few seconds (see
-//! [`Cluster::refresh`]). Shards may join while
-//! the router runs: every map it routes by gets a link to each shard it
-//! names. Lookups read one atomic per slot and links from a table that
-//! only grows, so requests take no lock.
+//! slot that it does not own or is moving, and also every
+//! `map_refresh_ms` (see [`Cluster::refresh`]). Shards may join while the
+//! router runs, so every map that the router routes by gets a link to each
+//! shard it names. Lookups read one atomic per slot and links from a table
+//! that only grows, so requests take no lock.
 
 mod links;
 
@@ -41,17 +41,17 @@ pub(crate) struct Cluster {
     /// Version of `map`, shared with the links, which write it into every
     /// request.
     map_version: Arc<AtomicU64>,
-    /// One link per shard any map so far has named.
+    /// One link per shard that any map so far has named.
     links: LinkTable,
     /// Index into `links` of the owner of every slot.
     slot_owner: Vec<AtomicU16>,
-    /// Held by the refresh in progress, so that many refusals at once
-    /// cause one refresh, and by [`Cluster::add_empty_shard`].
+    /// Lock held by the refresh in progress, so that many rejections at
+    /// once cause one refresh, and by [`Cluster::add_empty_shard`].
     refreshing: tokio::sync::Mutex<()>,
     /// Refreshes started so far; raised only under `refreshing`.
     refreshes: AtomicU64,
-    /// Refreshes in a row that no shard answered, for rate-limited
-    /// logging.
+    /// Count of refreshes in a row in which no shard returned a valid map,
+    /// which rate-limits the warning.
     failed_refreshes: AtomicU64,
     /// Shards added with `admin.add_shard` that own no slots yet. The
     /// other shards learn of a shard only when slots move to it, so their
@@ -157,7 +157,8 @@ impl Cluster {
         true
     }
 
-    /// Requests the map of every shard, merges them (see [`merge`]) and
+    /// Requests the map of every shard, merges them (see
+    /// [`merge_claims`](trecho_common::shardmap::merge_claims)) and
     /// routes by the result when it differs from the map in use, even when
     /// its version is lower, because a map that no shard uses is wrong.
     /// Shards added with `admin.add_shard` that the result lacks stay in
@@ -191,7 +192,10 @@ impl Cluster {
         let newest = match merged {
             Ok(map) => map,
             Err(error) => {
-                tracing::error!(%error, "the shards' maps merge into an invalid map; keeping the map in use");
+                tracing::error!(
+                    %error,
+                    "shards' maps merged into an invalid map, keeping the current map"
+                );
                 return;
             }
         };
@@ -241,7 +245,7 @@ impl Cluster {
     }
 
     /// Refreshes the map every `every` while `cluster` is in use.
-    /// Searches and listings are never refused for a stale map, so this
+    /// Searches and listings are never rejected for a stale map, so this
     /// bounds how long they miss a shard that got its first slots from a
     /// move another router ran.
     pub(crate) async fn refresh_periodically(cluster: Weak<Cluster>, every: Duration) {
@@ -262,7 +266,8 @@ impl Cluster {
     fn with_added(&self, map: ShardMap) -> Result<ShardMap, trecho_common::shardmap::Error> {
         let mut shards = map.shards;
         if let Ok(mut added) = self.added.lock() {
-            // A shard the shards' map names is no longer only the router's.
+            // Once the shards' map names a shard, the router no longer needs
+            // to add it.
             added.retain(|extra| !shards.iter().any(|s| s.id == extra.id));
             shards.extend(added.iter().cloned());
         }
@@ -335,7 +340,7 @@ impl Cluster {
     }
 
     /// Returns the links to shards that own slots in the map in use, with
-    /// their indices: the shards a request that asks every shard needs.
+    /// their indices. A request sent to every shard needs these shards.
     pub(crate) fn owner_links(&self) -> impl Iterator<Item = (usize, &ShardLink)> + '_ {
         self.links
             .iter()
@@ -391,8 +396,8 @@ impl Cluster {
         &self.admin
     }
 
-    /// Returns the map version shared with the links, for a link started
-    /// apart from the table.
+    /// Returns the map version shared with the links, for a link created
+    /// outside the table.
     pub(crate) fn map_version_handle(&self) -> Arc<AtomicU64> {
         self.map_version.clone()
     }

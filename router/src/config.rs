@@ -62,11 +62,12 @@ pub struct RouterConfig {
     /// Time a participant keeps prepared seats before it asks the home
     /// shard for the outcome, in milliseconds.
     pub prepare_timeout_ms: u64,
-    /// Time between two refreshes of the shard map from the shards that no
-    /// refusal asked for, in milliseconds; 0 refreshes only on refusals.
+    /// Interval in milliseconds between periodic refreshes of the shard map
+    /// from the shards, besides the refreshes that rejections trigger. 0
+    /// turns the periodic refreshes off.
     pub map_refresh_ms: u64,
-    /// The secret that `admin.*` methods must carry; without one they are
-    /// off.
+    /// Secret that requests to the `admin.*` methods must carry. Without
+    /// it the methods are off.
     pub admin_token: Option<AdminToken>,
 }
 
@@ -141,9 +142,9 @@ pub struct Args {
     /// [default: 5000].
     #[arg(long, value_name = "MS")]
     pub prepare_timeout_ms: Option<u64>,
-    /// Refresh the shard map from the shards this often, in milliseconds,
-    /// so that searches reach shards that got slots from moves other
-    /// routers ran; 0 refreshes only when a shard rejects a request
+    /// Interval in milliseconds between refreshes of the shard map from the
+    /// shards, so that searches reach shards that got slots from moves that
+    /// other routers ran. 0 refreshes only when a shard rejects a request
     /// [default: 5000].
     #[arg(long, value_name = "MS")]
     pub map_refresh_ms: Option<u64>,
@@ -380,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn admin_token_flag_is_kept_as_text_and_hidden_from_debug() {
+    fn admin_token_flag_stays_text_and_hidden() {
         let args = Args {
             admin_token: Some(AdminToken("007-secret".into())),
             ..Args::default()

@@ -1,7 +1,7 @@
 //! Requests that ask every shard and merge the answers: `segments.search`,
 //! `bookings.list` and `cluster.status`. A shard that does not answer makes
 //! the result partial instead of failing it. Searches and listings skip
-//! shards that own no slots; `cluster.status` asks them too.
+//! shards that own no slots, but `cluster.status` queries them too.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,14 +26,14 @@ use crate::shard_error::reply_type;
 /// validation.
 const DEFAULT_SEARCH_LIMIT: u32 = 100;
 
-/// Every shard's answer, by shard id, in link order.
+/// Every shard's reply or error, by shard id, in link order.
 type Answers = Vec<(u32, Result<ShardReply, LinkError>)>;
 
-/// Answers by link index.
+/// Replies or errors, by link index.
 type Indexed = Vec<(usize, Result<ShardReply, LinkError>)>;
 
-/// Sends `op` now to every shard, including shards that own no slots;
-/// returns the future of all answers.
+/// Sends `op` now to every shard, including shards that own no slots, and
+/// returns the future of all replies.
 pub(crate) fn ask_every_shard(
     cluster: &Cluster,
     op: &ShardOp,
@@ -50,13 +50,14 @@ pub(crate) fn ask_every_shard(
 }
 
 /// Sends `op` now to every shard that owns slots, and returns the future
-/// of their answers.
+/// of their replies.
 ///
-/// While a shard refuses with `slot_moving`, the future waits and
-/// refreshes the map as [`Retries`] allows, then asks that shard again.
-/// When the refresh changed the map, it asks every owner in the new map
-/// again instead, since a move's target may now hold what the refusing
-/// shard gave away. The last answer of each shard counts.
+/// While a shard rejects the request with `slot_moving`, the future waits
+/// and refreshes the map as [`Retries`] allows, then sends the request to
+/// that shard again. When the refresh changed the map, it sends the
+/// request to every owner in the new map instead, because a move's target
+/// may now have what the rejecting shard gave away. The last reply of
+/// each shard counts.
 pub(crate) fn ask_owners(cluster: &Arc<Cluster>, op: ShardOp) -> impl Future<Output = Answers> {
     let version = cluster.map_version();
     let owners: Vec<usize> = cluster.owner_links().map(|(index, _)| index).collect();
@@ -108,12 +109,12 @@ fn send_each(
         .collect()
 }
 
-/// Returns whether `answer` is a `slot_moving` refusal.
+/// Returns whether `answer` is a `slot_moving` rejection.
 fn is_moving(answer: &Result<ShardReply, LinkError>) -> bool {
     matches!(Refusal::of(answer), Some(Refusal::Moving { .. }))
 }
 
-/// Returns the `slot_moving` refusal with the longest wait in `answers`.
+/// Returns the `slot_moving` rejection with the longest wait in `answers`.
 fn moving(answers: &Indexed) -> Option<Refusal> {
     let refusals = answers.iter().filter_map(|(_, answer)| Refusal::of(answer));
     let moves = refusals.filter(|refusal| matches!(refusal, Refusal::Moving { .. }));
@@ -173,8 +174,9 @@ pub(crate) fn search(cluster: &Arc<Cluster>, params: SearchParams) -> Pending {
         });
         let mut segments: Vec<Segment> = lists.into_iter().flatten().collect();
         sort_by_departure(&mut segments);
-        // Shards asked again during a move may both return a moved
-        // segment; equal ids sort next to each other.
+        // Two shards queried again during a move may both return a moved
+        // segment. Equal ids sort next to each other, so dedup drops the
+        // copy.
         segments.dedup_by(|a, b| a.id == b.id);
         segments.truncate(limit as usize);
         Ok(Reply::Search(SearchResult { segments, coverage }))
@@ -209,8 +211,8 @@ pub(crate) fn list(cluster: &Arc<Cluster>, document: String) -> Pending {
     })
 }
 
-/// Keeps the first booking of each locator: shards asked again during a
-/// move may both return a moved booking.
+/// Keeps the first booking of each locator, because two shards queried
+/// again during a move may both return a moved booking.
 fn without_repeats(bookings: impl Iterator<Item = Booking>) -> Vec<Booking> {
     let mut seen = HashSet::new();
     bookings
@@ -227,8 +229,8 @@ pub(crate) fn sort_newest_first(bookings: &mut [Booking]) {
     });
 }
 
-/// `cluster.status`: asks every shard for its counts, including shards
-/// that own no slots; a shard that does not answer is listed as unhealthy
+/// `cluster.status`: requests the counts of every shard, including shards
+/// that own no slots. A shard that does not reply is listed as unhealthy
 /// with unknown counts.
 pub(crate) fn status(cluster: &Arc<Cluster>) -> Pending {
     let answers = ask_every_shard(cluster, &ShardOp::Status);

@@ -1,17 +1,19 @@
-//! When the router sends a request again after a shard refused it for a
-//! slot it does not serve right now.
+//! Retries of a request that a shard rejected because it does not serve
+//! the request's slot at the moment.
 //!
 //! - `not_owner`: the slot belongs to another shard. The router refreshes
 //!   its map and sends the request once more.
-//! - `slot_moving`: the slot is being handed to another shard, which pauses
-//!   its requests for normally well under half a second. The router waits
-//!   the time the shard asked for (at most [`MAX_WAIT`] at a time),
-//!   refreshes its map, and sends the request again, to whichever shard owns
-//!   the slot then, until [`MOVE_BUDGET`] has passed since the first such
-//!   refusal. Each wait also allows one more `not_owner` retry, because the
-//!   move's end turns the old owner's refusals into `not_owner`.
+//! - `slot_moving`: the owner is handing the slot to another shard and
+//!   pauses requests for it meanwhile. The pauses reported in
+//!   docs/performance.md are under 0.1 s per move. The router waits the
+//!   delay that the shard suggests (at most [`MAX_WAIT`] at a time),
+//!   refreshes its map, and sends the request again to whichever shard
+//!   owns the slot then. It stops once
+//!   [`MOVE_BUDGET`] has passed since the first such rejection. Each wait
+//!   also allows one more `not_owner` retry, because once the move ends,
+//!   the old owner rejects the request with `not_owner` instead.
 //!
-//! A shard that sends either refusal has changed nothing, so sending the
+//! A shard that sends either rejection has changed nothing, so sending the
 //! request again is safe. When the retries run out the client gets
 //! `map_changed`.
 
@@ -24,39 +26,41 @@ use trecho_common::link::LinkError;
 
 use crate::cluster::Cluster;
 
-/// Longest wait after one `slot_moving` refusal, whatever the shard asks.
+/// Maximum wait after one `slot_moving` rejection, whatever delay the shard
+/// suggests.
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(100);
-/// Shortest wait, so that a shard asking for 0 ms is not asked again in a
-/// tight loop.
+/// Minimum wait, so that a shard that suggests 0 ms does not get the
+/// request again in a tight loop.
 const MIN_WAIT: Duration = Duration::from_millis(5);
-/// Time after the first `slot_moving` refusal of a request past which the
-/// router stops waiting and the client gets `map_changed`.
+/// Maximum time, from a request's first `slot_moving` rejection, that the
+/// router waits for moving slots. The client then gets `map_changed`, or a
+/// merged result without the shard.
 pub(crate) const MOVE_BUDGET: Duration = Duration::from_secs(2);
 
-/// Requests that ran out of time waiting for a moving slot, for rate-limited
-/// logging.
+/// Count of requests that ran out of time waiting for a moving slot, which
+/// rate-limits the warning.
 static GAVE_UP: AtomicU64 = AtomicU64::new(0);
 
-/// A refusal after which the router may send the request again.
+/// A shard's rejection after which the router may send the request again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// The shard does not own the slot.
     NotOwner,
-    /// The slot is moving; the shard asks to retry after this many
-    /// milliseconds.
+    /// The slot is moving, and the shard suggests a retry after
+    /// `retry_after_ms`.
     Moving {
-        /// The shard's suggested wait.
+        /// Delay suggested by the shard, in milliseconds.
         retry_after_ms: u64,
     },
 }
 
 impl Refusal {
-    /// Returns the refusal in `answer`, if it is one the router retries.
+    /// Returns the rejection in `answer`, if the router retries that kind.
     pub(crate) fn of(answer: &Result<ShardReply, LinkError>) -> Option<Refusal> {
         answer.as_ref().err().and_then(Refusal::of_error)
     }
 
-    /// Returns the refusal `error` is, if it is one the router retries.
+    /// Converts `error` to a rejection, if the router retries that kind.
     pub(crate) fn of_error(error: &LinkError) -> Option<Refusal> {
         match error {
             LinkError::Remote(ShardError::NotOwner { .. }) => Some(Refusal::NotOwner),
@@ -69,9 +73,9 @@ impl Refusal {
         }
     }
 
-    /// Returns the refusal that decides the next step when several shards
-    /// refused at once: `slot_moving` with the longest wait, else
-    /// `not_owner`.
+    /// Returns the rejection that decides the next step when several shards
+    /// rejected a request at once: the `slot_moving` with the longest wait,
+    /// or else `not_owner`.
     pub(crate) fn worst(refusals: impl IntoIterator<Item = Refusal>) -> Option<Refusal> {
         refusals.into_iter().max_by_key(|refusal| match refusal {
             Refusal::NotOwner => None,
@@ -80,12 +84,12 @@ impl Refusal {
     }
 }
 
-/// The retries left to one request.
+/// Retries left to one request.
 #[derive(Debug)]
 pub(crate) struct Retries {
-    /// Whether a `not_owner` refusal may still be retried.
+    /// Whether a `not_owner` rejection may still be retried.
     not_owner_left: bool,
-    /// When waiting for moving slots ends; set by the first wait.
+    /// Deadline for waiting on moving slots, set by the first wait.
     move_deadline: Option<Instant>,
 }
 
@@ -101,7 +105,8 @@ impl Default for Retries {
 impl Retries {
     /// Waits as `refusal` requires and refreshes the map of `cluster`.
     /// Returns false, without waiting, when the request has no retry left
-    /// for it: the caller then gives the client the refusal's error.
+    /// for this kind of rejection. The caller then returns the rejection's
+    /// error to the client.
     pub(crate) async fn again(&mut self, cluster: &Cluster, refusal: Refusal) -> bool {
         match refusal {
             Refusal::NotOwner if self.not_owner_left => self.not_owner_left = false,
@@ -131,16 +136,16 @@ impl Retries {
         let wait = asked.min(deadline - now);
         tracing::debug!(
             wait_ms = wait.as_millis() as u64,
-            "slot is moving to another shard; waiting before a retry"
+            "slot moving to another shard, waiting before a retry"
         );
         tokio::time::sleep(wait).await;
         true
     }
 }
 
-/// Logs a request that waited for a moving slot for the whole budget:
-/// the first time and then at every power of two, since a stuck move
-/// fails every request for its slots.
+/// Logs a request that waited for a moving slot for the whole budget. Only
+/// the first such request and every power of two are logged, because a
+/// stuck move fails every request for its slots.
 fn log_gave_up(retry_after_ms: u64) {
     let count = GAVE_UP.fetch_add(1, Ordering::Relaxed) + 1;
     if count.is_power_of_two() {
@@ -148,7 +153,7 @@ fn log_gave_up(retry_after_ms: u64) {
             budget_ms = MOVE_BUDGET.as_millis() as u64,
             retry_after_ms,
             gave_up_total = count,
-            "slot still moving after the retry budget; the request fails with map_changed, or \
+            "slot still moving after the retry budget, the request fails with map_changed or \
              leaves the shard out of a merged result"
         );
     }
@@ -167,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_read_from_answers() {
+    fn rejections_are_read_from_replies() {
         assert_eq!(
             Refusal::of(&moving(40)),
             Some(Refusal::Moving { retry_after_ms: 40 })
@@ -184,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn worst_refusal_is_the_longest_move_wait() {
+    fn worst_rejection_is_longest_move_wait() {
         let refusals = [
             Refusal::NotOwner,
             Refusal::Moving { retry_after_ms: 20 },
@@ -199,14 +204,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn move_waits_are_bounded_and_stop_at_the_budget() {
+    async fn move_waits_are_bounded_by_budget() {
         let mut retries = Retries::default();
         let start = Instant::now();
         assert!(retries.wait(10_000).await);
-        assert_eq!(start.elapsed(), MAX_WAIT, "a long ask is cut to MAX_WAIT");
+        assert_eq!(start.elapsed(), MAX_WAIT, "a long delay is cut to MAX_WAIT");
         let before = Instant::now();
         assert!(retries.wait(0).await);
-        assert_eq!(before.elapsed(), MIN_WAIT, "a zero ask waits MIN_WAIT");
+        assert_eq!(before.elapsed(), MIN_WAIT, "a zero delay waits MIN_WAIT");
         let mut waits = 2;
         while retries.wait(100).await {
             waits += 1;

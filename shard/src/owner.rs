@@ -45,18 +45,18 @@ pub(crate) enum Command {
     },
     /// The home shard answered a resolve.
     Outcome { txn: TxnId, committed: bool },
-    /// A peer rejected a message for a slot it does not own; the message
-    /// goes out again once the peers' maps are in.
+    /// A peer rejected a message for a slot it does not own. The message
+    /// is sent again once the peers' maps have arrived.
     Reroute(Retry),
-    /// The maps of the peers that answered, by shard id.
+    /// The maps of the peers that replied, by shard id.
     MapsGathered(Vec<(u32, ShardMap)>),
-    /// The pause of this move is durable: its copy may start.
+    /// The pause of this move is durable, so its copy may start.
     MovePaused(u64),
     /// The target of this move imported it.
     TargetImported(u64),
 }
 
-/// A message to send again after a peer refused it.
+/// A message to send again after a peer rejected it.
 #[derive(Debug)]
 pub(crate) enum Retry {
     /// A finish.
@@ -81,7 +81,7 @@ pub(crate) struct Owner {
     peers: Peers,
     /// Requests waiting for the move out of this shard to end.
     move_waiters: Vec<(ReplyTo, u64)>,
-    /// The move whose copy is being sent, so that it is sent once.
+    /// The move whose copy is in flight, so that it is not sent twice.
     copying: Option<u64>,
     commands_sender: mpsc::UnboundedSender<Command>,
 }
@@ -125,7 +125,7 @@ impl Owner {
             self.peers.deliver(job);
         }
         self.state.take_finishes();
-        // A move paused before the restart is durable: its copy goes out
+        // A move paused before the restart is durable, so its copy is sent
         // again.
         if let Some(move_id) = self.state.moving().map(|m| m.move_id) {
             self.send_copy(move_id);
@@ -211,7 +211,7 @@ impl Owner {
                     );
                 }
                 if let Err(error) = &result {
-                    tracing::warn!(shard.id = self.state.shard_id(), %error, "import refused");
+                    tracing::warn!(shard.id = self.state.shard_id(), %error, "import rejected");
                 }
                 self.collect_finishes();
                 self.batch.push_reply(&reply, id, result);

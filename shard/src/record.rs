@@ -87,10 +87,10 @@ pub(crate) enum Record {
         version: u64,
         paused_ms: i64,
     },
-    /// The target of a move took the slots' state: from this record on it
-    /// owns them. The commit point of a move.
+    /// The target of a move took the slots' state, and from this record on
+    /// it owns them. This record is the commit point of a move.
     Imported { import: Box<SlotImport> },
-    /// The source learned that the target imported the move: the slots
+    /// The source learned that the target imported the move, so the slots
     /// belong to the target in this shard's map.
     HandedOff { move_id: u64 },
 }

@@ -89,8 +89,8 @@ enum ReservationState {
 /// A transaction whose home is this shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HomeTxn {
-    /// The slot the transaction lives in; `None` for a tombstone written
-    /// before tombstones recorded it, which stays on this shard.
+    /// The transaction's home slot, or `None` for a tombstone written
+    /// before tombstones recorded it. Such a tombstone stays on this shard.
     home_slot: Option<u16>,
     /// Every participant slot, this shard's included.
     participants: Vec<u16>,
@@ -194,14 +194,14 @@ pub(crate) struct State {
     next_seq: u64,
     rng: Rng,
     prepare_timeout_ms: i64,
-    /// The move that took slots out of this shard and waits for the
-    /// target to import them.
+    /// The move that took slots out of this shard and is not handed off
+    /// yet.
     moving: Option<MoveOut>,
-    /// Moves this shard imported, so that a repeated import is answered
-    /// without applying it twice.
+    /// Moves this shard imported, so that a repeated import gets its reply
+    /// without being applied twice.
     imported: rustc_hash::FxHashSet<u64>,
-    /// Segments in the slots this shard owns; the catalog also keeps the
-    /// segments of slots that moved away, hidden.
+    /// Number of segments in the slots this shard owns. The catalog also
+    /// keeps the segments of slots that moved away, hidden from reads.
     owned_segments: u64,
 }
 
@@ -333,8 +333,8 @@ impl State {
             }
             ShardOp::ListBookings { document } => Ok(self.list_bookings(&document, now_ms)),
             ShardOp::Audit => Ok(ShardReply::Audit(self.audit())),
-            // The owner task starts moves itself, because their answer
-            // waits for the target.
+            // The owner task starts moves itself, because their reply waits
+            // for the target.
             ShardOp::MoveSlots { .. } => Err(ShardError::BadRequest {
                 message: "move_slots reached the state machine directly".to_owned(),
             }),

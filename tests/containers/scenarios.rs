@@ -402,7 +402,7 @@ async fn wait_for_trips(load: &Load) {
     }
 }
 
-/// Time allowed for one `trecho admin` command, every move of it included.
+/// Timeout for one `trecho admin` command, including all its moves.
 const ADMIN_LIMIT: Duration = Duration::from_secs(300);
 
 /// Grows the cluster from 3 to 5 shards and shrinks it back under load,
@@ -422,9 +422,9 @@ pub(crate) async fn grow_and_shrink(context: &Context) -> anyhow::Result<Report>
     let (args, exit) = admin(&["add-shard", "shard-3:7001"]).await;
     note_admin(args, exit?, &mut outputs, &mut failures);
 
-    // The second growth moves slots to shard-4 in many batches; the cut
-    // lands in one of them, and its source sends the copy until shard-4
-    // is back.
+    // The second growth moves slots to shard-4 in many batches, so the cut
+    // lands in one of them. That move's source resends the copy until
+    // shard-4 is back.
     let growing = admin(&["add-shard", "shard-4:7001"]);
     let cut = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -472,7 +472,8 @@ pub(crate) async fn grow_and_shrink(context: &Context) -> anyhow::Result<Report>
     Ok(report)
 }
 
-/// Keeps the output of one `trecho admin` run, or notes its failure.
+/// Keeps the output of one `trecho admin` run, and records a failure when
+/// the command did not exit with code 0.
 fn note_admin(
     args: &[&str],
     exit: crate::docker::Exit,

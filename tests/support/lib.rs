@@ -278,9 +278,9 @@ impl Cluster {
         self.wait_ready().await;
     }
 
-    /// Starts one more shard, owning no slots, with the next free id and
-    /// the shard map the others started with plus itself; waits until it
-    /// accepts connections. The router learns of it from
+    /// Starts one more shard that owns no slots, with the next free id and
+    /// the shard map the others started with plus itself, and waits until
+    /// it accepts connections. The router learns of it from
     /// `admin.add_shard` or from the first move that gives it slots.
     /// Returns its id.
     ///
@@ -585,7 +585,7 @@ fn open_log(path: &Path) -> File {
 
 /// Ports this test binary has handed out. Tests run in parallel threads,
 /// and a port that one cluster picked is free again until its process
-/// binds it, so without this record two clusters could pick the same port
+/// binds it. Without this record two clusters could pick the same port,
 /// and one router would talk to the other cluster's shard.
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 

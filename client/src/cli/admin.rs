@@ -176,10 +176,10 @@ struct Job<'a> {
     /// The shards the plan was made from.
     shards: &'a [ShardLoad],
     plan: Vec<Transfer>,
-    /// The reason an empty plan moves nothing.
+    /// Explanation printed when the plan is empty.
     empty_reason: &'a str,
-    /// Whether to plan a rebalance again from the segment counts after each
-    /// plan, up to [`MAX_REBALANCE_ROUNDS`] plans.
+    /// Whether to plan the rebalance again from the new segment counts
+    /// after each round, up to [`MAX_REBALANCE_ROUNDS`] rounds.
     rebalance: bool,
 }
 
@@ -217,9 +217,9 @@ impl Job<'_> {
         Ok(outcome.map(|(status, _, _)| status))
     }
 
-    /// Runs the plan, and the rounds of a rebalance after it, until done,
-    /// Ctrl-C, or an error that ends it. Returns the final status, the
-    /// totals, and every transfer planned.
+    /// Runs the plan and any further rounds of a rebalance until they
+    /// finish, the operator presses Ctrl-C, or an error stops the run.
+    /// Returns the final status, the totals, and every transfer planned.
     async fn run(
         &self,
         session: &mut Session,
@@ -282,14 +282,14 @@ async fn read_status(session: &mut Session) -> anyhow::Result<ClusterStatus> {
         .map_err(|error| explain(error, "reading cluster.status failed"))
 }
 
-/// Longest wait for every shard that owns slots to report its segments:
-/// a router reconnecting to a shard after a network cut reports it
-/// unhealthy for a few seconds.
+/// Maximum wait for every shard that owns slots to report its segments.
+/// After a network cut, a router reports a shard as unhealthy for a few
+/// seconds while it reconnects.
 const HEALTHY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads every shard's slots and segments, waiting up to [`HEALTHY_WAIT`]
-/// while a shard that owns slots does not report its segments. Planning
-/// then names a shard still silent.
+/// while a shard that owns slots does not report its segments. If a shard
+/// is still silent after that, planning fails with an error naming it.
 async fn shard_loads(session: &mut Session) -> anyhow::Result<Vec<ShardLoad>> {
     let deadline = tokio::time::Instant::now() + HEALTHY_WAIT;
     loop {
@@ -307,8 +307,8 @@ async fn shard_loads(session: &mut Session) -> anyhow::Result<Vec<ShardLoad>> {
     }
 }
 
-/// Says why a rebalance over the shards with slots and `include` has
-/// nothing to move.
+/// Explains why a rebalance over the shards with slots and the shards in
+/// `include` has nothing to move.
 fn balanced_reason(shards: &[ShardLoad], include: &[u32]) -> String {
     let members = shards
         .iter()
@@ -343,8 +343,8 @@ fn token_unless_dry_run(admin: &AdminArgs, dry_run: bool) -> anyhow::Result<Opti
     require_token(admin).map(Some)
 }
 
-/// Prints a message for the operator: on standard output, or on standard
-/// error with `--json` so that the output stays one JSON value.
+/// Prints a message for the operator on standard output, or on standard
+/// error with `--json` so that standard output stays one JSON value.
 fn say(json: bool, text: &str) {
     if json {
         note(text);

@@ -113,8 +113,8 @@ pub struct DocumentRef {
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
-/// The admin token a caller presents. Its `Debug` form hides the text, so
-/// a logged request never shows it.
+/// Admin token sent by a caller. Its `Debug` form hides the text, so that
+/// a request logged with `{:?}` does not show the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AdminToken(pub String);
@@ -126,8 +126,9 @@ impl std::fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    /// Compares with `expected` in time that depends only on the lengths,
-    /// so the answer time does not tell how much of a guess was right.
+    /// Returns whether the token equals `expected`. The comparison time
+    /// depends only on the length of `expected`, so the response time does
+    /// not reveal how much of a guessed token was right.
     pub fn matches(&self, expected: &str) -> bool {
         let given = self.0.as_bytes();
         let expected = expected.as_bytes();
@@ -148,25 +149,25 @@ pub struct MoveSlotsParams {
     pub token: AdminToken,
     /// First slot.
     pub first: u16,
-    /// Last slot, inclusive; all of `first..=last` must belong to one
+    /// Last slot, inclusive. All of `first..=last` must belong to one
     /// shard.
     pub last: u16,
-    /// The shard that takes them.
+    /// Id of the shard that receives the slots.
     pub to: u32,
 }
 
 /// `admin.move_slots` result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveSlotsResult {
-    /// The shard the slots came from.
+    /// Id of the shard the slots came from.
     pub from: u32,
-    /// The shard that owns them now.
+    /// Id of the shard that owns them now.
     pub to: u32,
-    /// The map version at which it does.
+    /// Map version at which the target owns the slots.
     pub map_version: u64,
     /// Rows copied.
     pub rows: u64,
-    /// How long writes to the slots waited, in milliseconds.
+    /// Time in milliseconds during which writes to the slots waited.
     pub pause_ms: u64,
 }
 
@@ -176,7 +177,8 @@ pub struct MoveSlotsResult {
 pub struct AddShardParams {
     /// The admin token from the router's configuration.
     pub token: AdminToken,
-    /// Where the new shard listens for routers and shards, `HOST:PORT`.
+    /// Address, as `HOST:PORT`, at which the new shard accepts connections
+    /// from routers and shards.
     pub address: String,
 }
 
@@ -185,7 +187,7 @@ pub struct AddShardParams {
 pub struct AddShardResult {
     /// The new shard's id, from its own configuration.
     pub id: u32,
-    /// Slots it owns; empty until slots move to it.
+    /// Inclusive slot ranges it owns, empty until slots move to it.
     pub slots: Vec<[u16; 2]>,
 }
 
@@ -285,9 +287,11 @@ impl Call {
             "admin.move_slots" => {
                 let params: MoveSlotsParams = parse_params(params)?;
                 if params.first > params.last || params.last >= crate::hashing::SLOT_COUNT {
-                    return Err(Error::invalid_params(
-                        "first and last must be slots from 0 to 16383, first not above last",
-                    ));
+                    return Err(Error::invalid_params(format!(
+                        "slot range {}-{} is not valid: first and last must be slots from 0 \
+                         to 16383, with first not above last",
+                        params.first, params.last
+                    )));
                 }
                 Ok(Call::MoveSlots(params))
             }
@@ -543,7 +547,7 @@ pub struct ShardStatusView {
     pub segments: Option<u64>,
     /// Bookings whose home it is; `null` when it did not answer.
     pub bookings: Option<u64>,
-    /// A move of slots away from this shard in progress.
+    /// The move out of this shard in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving: Option<crate::internal::MoveView>,
 }

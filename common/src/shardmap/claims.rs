@@ -1,20 +1,20 @@
-//! The cluster map built from the maps that shards return, by routers and
-//! by shards that send to each other.
+//! Merging the maps that shards return into one cluster map. Routers use
+//! it, and so do shards that send messages to each other.
 //!
-//! Each shard knows its own slots for sure, and the others' only as they
-//! were when it last heard of them. So the owner of a slot is the shard
-//! that claims it in its own map. Two shards claim a slot only between a
-//! move's import and its hand-off, and the claim with the higher map
-//! version wins. A slot that no answering shard claims keeps its owner in
-//! the newest map, which is the best the router knows of shards that did
-//! not answer.
+//! A shard's map is authoritative for the shard's own slots, but shows the
+//! other shards' slots only as they were when it last learned of them. So
+//! the owner of a slot is the shard that claims it in its own map. Two
+//! shards claim a slot only between a move's import and its hand-off, and
+//! the claim with the higher map version wins. A slot that no responding
+//! shard claims keeps its owner from the newest map, which is the best
+//! information available about the shards that did not respond.
 
 use super::{Error, ShardInfo, ShardMap};
 use crate::hashing::SLOT_COUNT;
 
-/// Builds one map from `answers`, each a shard's id and the map it
-/// returned, or returns `None` when no answer is a valid map. Invalid maps
-/// are left out.
+/// Merges `answers`, each a shard's id and the map it returned, into one
+/// map. Invalid maps are left out, and the result is `None` when no entry
+/// of `answers` is a valid map.
 ///
 /// The map's version is the highest of theirs. It lists every shard any of
 /// them names, at the address the shard gives for itself, else at the one
@@ -22,8 +22,8 @@ use crate::hashing::SLOT_COUNT;
 ///
 /// # Errors
 ///
-/// Returns the map's own error when the result is invalid, which valid
-/// inputs cannot produce.
+/// Returns the validation error of the merged map. Because invalid inputs
+/// are left out, an error here means a bug in the merge.
 pub fn merge_claims(answers: &[(u32, ShardMap)]) -> Option<Result<ShardMap, Error>> {
     // A map read off the wire has no slot table until it is checked.
     let answers: Vec<(u32, ShardMap)> = answers
@@ -48,8 +48,9 @@ pub fn merge_claims(answers: &[(u32, ShardMap)]) -> Option<Result<ShardMap, Erro
             });
         }
     }
-    // Each slot's owner with the version of its claim; the newest map's
-    // owners come first, below any shard's claim of its own slots.
+    // Each slot's owner and the version of its claim. Every slot starts
+    // with its owner in the newest map and no claim version, and any
+    // shard's claim of its own slot overrides that.
     let mut owners: Vec<(u32, Option<u64>)> = (0..SLOT_COUNT)
         .map(|slot| (newest.owner_of_slot(slot).id, None))
         .collect();
@@ -89,7 +90,7 @@ mod tests {
     }
 
     #[test]
-    fn no_answers_give_no_map() {
+    fn empty_answers_give_no_map() {
         assert!(merge_claims(&[]).is_none());
     }
 
@@ -114,10 +115,10 @@ mod tests {
     }
 
     #[test]
-    fn own_slots_win_over_stale_knowledge() {
+    fn own_claim_wins_over_stale_map() {
         // Shard 0 moved 0-99 to shard 1 at version 2. Shard 2 then moved
         // 10923-11022 to shard 0 at version 3 without hearing of the first
-        // move, and shard 0 does not answer.
+        // move, and shard 0 does not respond.
         let one = map(2, "0=a:1@100-5460;1=b:2@0-99,5461-10922;2=c:3@10923-16383");
         let two = map(
             3,
@@ -133,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn silent_shard_keeps_its_slots_from_the_newest_map() {
+    fn silent_shard_keeps_newest_map_slots() {
         let zero = map(2, "0=a:1@0-99;1=b:2@100-16383;2=c:3@");
         let merged = merge_claims(&[(0, zero)]).unwrap().unwrap();
         assert_eq!(merged.owner_of_slot(200).id, 1);
@@ -144,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn shard_address_comes_from_the_shard_itself() {
+    fn shard_address_comes_from_own_map() {
         let zero = map(2, "0=a:1@0-8191;1=old:2@8192-16383");
         let one = map(1, "0=a:1@0-8191;1=new:2@8192-16383");
         let merged = merge_claims(&[(0, zero), (1, one)]).unwrap().unwrap();

@@ -1,8 +1,8 @@
 //! `admin.add_shard`: adds a running shard that owns no slots to the
 //! router's map, so that slots can move to it.
 //!
-//! The other shards learn of the new shard when slots move to it; until
-//! then only this router's map lists it. Other routers need their own
+//! The other shards learn of the new shard when slots move to it, and
+//! until then only this router's map lists it. Other routers need their own
 //! `admin.add_shard`.
 
 use trecho_common::error::Error;
@@ -15,14 +15,14 @@ use crate::config::is_host_port;
 use crate::discover::ask_once;
 use crate::shard_error::reply_type;
 
-/// Adds the shard at `address` and returns its id and slots. A shard of
-/// the map at that address already is returned as it is.
+/// Adds the shard at `address` and returns its id and slots. A shard
+/// already in the map at that address is returned unchanged.
 ///
 /// # Errors
 ///
 /// Returns `invalid_params` when `address` is not `HOST:PORT`, no shard
-/// answers there, or the shard there cannot join: its id is taken or it
-/// owns slots.
+/// responds there, or the shard there cannot join because its id is taken
+/// or it owns slots.
 pub(super) async fn run(cluster: &Cluster, address: String) -> Result<AddShardResult, Error> {
     if !is_host_port(&address) {
         return Err(Error::invalid_params(format!(
@@ -63,26 +63,27 @@ pub(super) async fn run(cluster: &Cluster, address: String) -> Result<AddShardRe
     })
 }
 
-/// Asks the process at `address` for its status and returns its shard id.
+/// Requests the status of the process at `address` and returns its shard
+/// id.
 ///
 /// # Errors
 ///
-/// Returns `invalid_params` when nothing answers, the answer is not a
+/// Returns `invalid_params` when nothing responds, the reply is not a
 /// shard's status, or the shard owns slots.
 async fn probe(admin: &Admin, address: &str) -> Result<u32, Error> {
     let status = match ask_once(address, &ShardOp::Status, admin.request_timeout).await {
         Ok(ShardReply::Status(status)) => status,
         Ok(other) => {
             return Err(Error::invalid_params(format!(
-                "the process at {address} answered a status request with {}; give the new \
+                "the process at {address} replied to a status request with {}; give the new \
                  shard's internal HOST:PORT",
                 reply_type(&other)
             )));
         }
         Err(reason) => {
-            tracing::warn!(address, error = %reason, "admin.add_shard: no shard answered");
+            tracing::warn!(address, error = %reason, "admin.add_shard: no shard responded");
             return Err(Error::invalid_params(format!(
-                "no shard answered at {address} ({reason}); start the new shard there with no \
+                "no shard responded at {address} ({reason}); start the new shard there with no \
                  slots, then send admin.add_shard again"
             )));
         }

@@ -1,5 +1,5 @@
-//! `admin.move_slots`: checks a move against the shards' map and state,
-//! asks the shard that owns the slots to move them, and waits for the end.
+//! `admin.move_slots`: validates a move against the shards' map and status,
+//! sends it to the shard that owns the slots, and waits until it ends.
 //!
 //! The source shard drives the move and records each step, so the router
 //! keeps no state for it. When the router loses the source mid-move, the
@@ -19,10 +19,10 @@ use trecho_common::shardmap::{ShardInfo, ShardMap};
 use crate::cluster::Cluster;
 use crate::shard_error::{client_error, reply_type, unexpected_reply};
 
-/// Time allowed for the source shard to answer a move. It answers once
-/// the target owns the slots, after it copied their rows.
+/// Timeout for the source shard's reply to a move. The source replies once
+/// the target owns the slots, so this includes the copy of their rows.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most owner runs an error message lists.
+/// Maximum number of owner ranges that an error message lists.
 const MAX_LISTED_RUNS: usize = 8;
 
 /// Moves slots `first..=last` to shard `to` and returns the result. When
@@ -37,7 +37,7 @@ const MAX_LISTED_RUNS: usize = 8;
 /// - `shard_unavailable` when a shard does not report its map version,
 ///   since the new version could then repeat one in use.
 /// - `outcome_unknown` when the source was lost mid-move.
-/// - The source shard's refusal, as for other requests.
+/// - The source shard's rejection, mapped as for other requests.
 pub(super) async fn run(
     cluster: &Cluster,
     first: u16,
@@ -59,7 +59,7 @@ pub(super) async fn run(
             first,
             last,
             map_version = map.version,
-            "slot move requested for slots the target owns already; nothing to move"
+            "slot move skipped, the target already owns the slots"
         );
         return Ok(MoveSlotsResult {
             from: to,
@@ -89,7 +89,7 @@ pub(super) async fn run(
     );
     let moved = send_move(cluster, &source, to, &op).await?;
 
-    // The target owns the slots now; route by that before answering.
+    // The target owns the slots now, so refresh the map before replying.
     cluster.refresh().await;
     tracing::info!(
         from = source.id,
@@ -137,11 +137,12 @@ fn single_owner(map: &ShardMap, first: u16, last: u16) -> Result<&ShardInfo, Err
     )))
 }
 
-/// Asks every shard of `map` for its status.
+/// Requests the status of every shard in `map`.
 ///
 /// # Errors
 ///
-/// Returns the error of the first shard that did not answer.
+/// Returns the error of the first shard, in map order, that did not reply
+/// with its status.
 async fn statuses(cluster: &Cluster, map: &ShardMap) -> Result<Vec<ShardStatus>, Error> {
     let mut links = Vec::with_capacity(map.shards.len());
     for shard in &map.shards {
@@ -163,7 +164,7 @@ async fn statuses(cluster: &Cluster, map: &ShardMap) -> Result<Vec<ShardStatus>,
                 tracing::warn!(
                     shard.id = link.shard(),
                     %error,
-                    "slot move refused: a shard did not report its map version"
+                    "slot move rejected: a shard did not report its map version"
                 );
                 return Err(client_error(link, error, false));
             }
@@ -172,14 +173,14 @@ async fn statuses(cluster: &Cluster, map: &ShardMap) -> Result<Vec<ShardStatus>,
     Ok(statuses)
 }
 
-/// Returns the map version of the move: one more than the highest version
-/// any shard reports, or the version of the same move when the source
-/// reports it in progress, so that sending the request again waits for it.
+/// Returns the map version for the move: one more than the highest version
+/// any shard reports. When the source reports the same move in progress,
+/// returns that move's version, so that a repeated request waits for it.
 ///
 /// # Errors
 ///
-/// Returns `overloaded` when a shard reports another move in progress:
-/// one move runs in the cluster at a time.
+/// Returns `overloaded` when a shard reports another move in progress,
+/// because one move runs in the cluster at a time.
 fn move_version(
     statuses: &[ShardStatus],
     source: u32,
@@ -210,9 +211,9 @@ fn move_version(
     Ok(highest + 1)
 }
 
-/// Sends `op`, the move to shard `to`, to `source` over a link of its own,
-/// whose requests may take [`MOVE_TIMEOUT`], and returns the result the
-/// shard reports.
+/// Sends the move `op` to `source` over a dedicated link whose request
+/// timeout is [`MOVE_TIMEOUT`], and returns the result that the source
+/// reports.
 async fn send_move(
     cluster: &Cluster,
     source: &ShardInfo,
@@ -242,8 +243,8 @@ async fn send_move(
             tracing::warn!(
                 shard.id = shard,
                 timeout_ms = MOVE_TIMEOUT.as_millis() as u64,
-                "slot move not answered; the source shard goes on with it, and the same request \
-                 sent again waits for its end"
+                "no reply to a slot move, the source shard continues the move and a repeated \
+                 request waits for its end"
             );
             Err(Error::OutcomeUnknown { shard })
         }
@@ -306,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn version_is_one_above_the_highest_reported() {
+    fn version_is_one_above_highest_reported() {
         let statuses = [status(0, 3, None), status(1, 5, None), status(2, 1, None)];
         assert_eq!(move_version(&statuses, 0, 0, 9, 2), Ok(6));
     }
@@ -318,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn other_move_in_progress_is_refused() {
+    fn other_move_in_progress_is_rejected() {
         let statuses = [status(0, 3, Some(view(0, 9, 2, 4))), status(2, 1, None)];
         let error = move_version(&statuses, 0, 0, 10, 2).unwrap_err();
         assert_eq!(error.kind(), Some("overloaded"));

@@ -59,8 +59,8 @@ struct Transaction {
 pub(super) struct Failure {
     /// The client's error.
     pub(super) error: Error,
-    /// Set when the error is `map_changed` because a participant refused a
-    /// slot it does not own or is moving. The transaction was aborted, so
+    /// Set when the error is `map_changed` because a participant rejected a
+    /// slot that it does not own or is moving. The transaction was aborted, so
     /// booking again on a refreshed map is safe.
     pub(super) refusal: Option<Refusal>,
 }
@@ -169,11 +169,11 @@ struct Votes {
     unavailable: Option<Error>,
     /// The first participant whose prepare was sent but not answered.
     lost: Option<u32>,
-    /// The shard that got the home's prepare refused it because it does not
-    /// own or is moving the home slot, so no shard has a pending record and
-    /// the transaction can never commit.
+    /// The shard that got the home's prepare rejected it because it does
+    /// not own or is moving the home slot. No shard then has a pending
+    /// record, so the transaction can never commit.
     home_refused: bool,
-    /// Refusals of slots a participant does not own or is moving.
+    /// Rejections of slots that a participant does not own or is moving.
     moved: Vec<Refusal>,
 }
 
@@ -307,7 +307,7 @@ impl Transaction {
         votes
     }
 
-    /// Records a participant's refusal in `votes`.
+    /// Records a participant's rejection in `votes`.
     fn count_refusal(&self, index: usize, link: &ShardLink, error: LinkError, votes: &mut Votes) {
         match error {
             LinkError::Remote(ShardError::NotOwner { .. } | ShardError::SlotMoving { .. })
@@ -371,9 +371,10 @@ impl Transaction {
 
     /// Sends the commit decision to the home shard and returns its booking.
     ///
-    /// The decision goes to the owner of the home slot, and is sent again
-    /// while that shard refuses it for a slot it does not own or is moving:
-    /// a move carries the pending transaction to the new owner. A commit
+    /// The decision goes to the owner of the home slot. It is sent again
+    /// while that shard rejects it because it does not own or is moving the
+    /// slot, because a move carries the pending transaction to the new
+    /// owner. A commit
     /// that fails is never followed by a new attempt at the booking, since
     /// the prepared seats stay taken until the participants' deadline.
     async fn commit(&self) -> Result<Booking, Error> {
@@ -412,7 +413,7 @@ impl Transaction {
     }
 
     /// Sends the abort decision to the owner of the home slot, as
-    /// [`Transaction::commit`] sends a commit; returns whether it
+    /// [`Transaction::commit`] sends a commit. Returns whether that shard
     /// acknowledged the abort.
     async fn abort(&self) -> bool {
         let decided = send_to_owner(&self.cluster, self.home_slot, self.decide(false));

@@ -1,31 +1,32 @@
-//! The router's links to shards: a table that only grows, so requests
-//! read it without a lock while shards join the running cluster.
+//! The router's links to shards, in a table that only grows, so that
+//! requests read it without a lock while shards join the running cluster.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use trecho_common::link::{LinkOptions, ShardLink};
 
-/// Most shards a router links to during its life. Link indices must fit
-/// the `u16` kept per slot.
+/// Maximum number of shards that a router links to during its lifetime.
+/// Link indices must fit the `u16` stored per slot.
 pub(crate) const MAX_LINKS: usize = 1024;
 
 /// One entry of the table.
 struct Entry {
     link: OnceLock<ShardLink>,
     /// Whether the shard owns at least one slot in the map in use, so that
-    /// requests that ask every shard can skip the others.
+    /// requests sent to every shard can skip the shards without slots.
     owns_slots: AtomicBool,
 }
 
-/// Links by index, in the order they were added; an index never changes.
+/// Links by index, in the order they were added. An index never changes.
 pub(crate) struct LinkTable {
     entries: Box<[Entry]>,
-    /// Entries below this index are set. Raised after the entry is set,
-    /// with release ordering, so readers that load it see the link.
+    /// Entries below this index are set. It is raised after the entry is
+    /// set, with release ordering, so that readers that load it see the
+    /// link.
     count: AtomicUsize,
-    /// Held while a link is added, so that two additions never take the
-    /// same entry or link the same shard twice.
+    /// Lock held while a link is added, so that two additions never take
+    /// the same entry or link the same shard twice.
     adding: Mutex<()>,
     options: LinkOptions,
 }
@@ -60,8 +61,8 @@ impl LinkTable {
     ///
     /// # Panics
     ///
-    /// Panics when `index` is not below [`LinkTable::len`]; indices come
-    /// from the table itself.
+    /// Panics when `index` is not below [`LinkTable::len`], which cannot
+    /// happen for indices that the table returned.
     pub(crate) fn get(&self, index: usize) -> &ShardLink {
         self.entries[index]
             .link
@@ -86,8 +87,8 @@ impl LinkTable {
     }
 
     /// Returns the index of the link to shard `shard`, and starts one to
-    /// `address` when there is none. A link is kept per shard id: when a
-    /// map gives a linked shard another address, the old link stays.
+    /// `address` when there is none. There is one link per shard id, so
+    /// when a map gives a linked shard another address, the old link stays.
     ///
     /// Must be called inside a Tokio runtime.
     ///
@@ -109,8 +110,8 @@ impl LinkTable {
                     shard.id = shard,
                     address = link.address(),
                     map.address = address,
-                    "shard map gives a linked shard another address; keeping the link to the \
-                     first one, restart the router to use the new address"
+                    "shard address changed in the map, keeping the link to the old address; \
+                     restart the router to use the new one"
                 );
             }
             return Ok(index);

@@ -107,7 +107,7 @@ async fn add_shard_rejects_bad_and_unreachable_addresses() {
     let response = client.call(2, "admin.add_shard", params).await;
     assert_eq!(response["error"]["code"], -32602, "{response}");
     assert!(
-        message(&response).contains("no shard answered"),
+        message(&response).contains("no shard responded"),
         "{response}"
     );
 

@@ -34,21 +34,22 @@ pub struct State {
     pub existing: Option<Booking>,
     /// The slot ranges the router's map gives this shard, for `status`.
     pub slots: Vec<[u16; 2]>,
-    /// The answer to `cluster_map`; without one the shard refuses it.
+    /// The reply to `cluster_map`. Without one the shard rejects it.
     pub map: Option<ShardMap>,
-    /// While set, requests about segments and bookings are refused with
+    /// While set, requests about segments and bookings are rejected with
     /// `slot_moving`, as during a move's pause.
     pub moving: Option<Moving>,
-    /// The answer to `move_slots`: rows and pause.
+    /// The reply to `move_slots`: rows and pause in milliseconds.
     pub moved: Option<(u64, u64)>,
 }
 
 /// A pause of the shard's slots.
 #[derive(Debug, Clone, Copy)]
 pub struct Moving {
-    /// Refusals left before the shard serves again; `None` for no end.
+    /// Rejections left before the shard serves again, or `None` for no
+    /// end.
     pub refusals_left: Option<u32>,
-    /// The wait the refusals ask for.
+    /// Retry delay in milliseconds that the rejections suggest.
     pub retry_after_ms: u64,
 }
 
@@ -140,7 +141,7 @@ impl FakeShard {
         }
     }
 
-    /// Returns the `slot_moving` refusal of `op` while the shard pauses,
+    /// Returns the `slot_moving` rejection of `op` while the shard pauses,
     /// and counts it.
     fn refuse_while_moving(&self, state: &mut State, op: &ShardOp) -> Option<ShardError> {
         let pausable = !matches!(

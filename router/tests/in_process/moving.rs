@@ -1,4 +1,4 @@
-//! The router's side of slot moves: requests refused with `slot_moving`
+//! The router's side of slot moves: requests rejected with `slot_moving`
 //! are sent again, searches skip shards that own no slots, and a slot that
 //! changed shards is followed to its new owner.
 

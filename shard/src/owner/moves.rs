@@ -3,9 +3,9 @@
 //! then hands the slots off. The section "One move" of docs/design.md has
 //! the steps and their crash cases.
 //!
-//! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
-//! `shard.before_hand_off` stops the source once the target replied that
-//! it imported the move, before the source records the hand-off.
+//! Fault-injection point for crash tests (see `trecho_common::failpoint`):
+//! `shard.before_hand_off` stops the source after the target replied that
+//! it imported the move and before the source writes the hand-off.
 
 use std::time::Duration;
 
@@ -19,12 +19,14 @@ use super::{Command, Owner};
 use crate::server::ReplyTo;
 use crate::state::{MoveRequest, MoveStart};
 
-/// Time allowed for the target's reply to an import. The target parses
-/// and journals every row of the slots, which takes a fraction of a second
-/// for a batch of 256 slots. After this long without a reply, for example
-/// from a target cut off by the network, the copy is sent again.
+/// Timeout for the target's reply to an import. The target parses and
+/// journals every row of the slots, and the pauses in docs/performance.md,
+/// which include that work, stayed under 0.1 s for batches of 256 slots.
+/// After this long without a reply, for example from a target cut off by
+/// the network, the copy is sent again.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(10);
-/// First wait after a failed copy; doubles up to [`MAX_BACKOFF`].
+/// Delay before the first resend of a failed copy. It doubles after each
+/// failure, up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -64,14 +66,15 @@ impl Owner {
                 self.batch.push_reply(&reply, id, Ok(done));
             }
             Err(error) => {
-                tracing::warn!(shard.id = shard, first, last, target, %error, "move refused");
+                tracing::warn!(shard.id = shard, first, last, target, %error, "move rejected");
                 self.batch.push_reply(&reply, id, Err(error));
             }
         }
     }
 
-    /// Sends the paused slots' state to the target until it answers that
-    /// it imported them. A copy already on its way is not sent twice.
+    /// Sends the paused slots' state to the target, and resends it until
+    /// the target replies that it imported them. A copy already in flight
+    /// is not sent twice.
     pub(super) fn send_copy(&mut self, move_id: u64) {
         let Some(running) = self.state.moving() else {
             return;
@@ -108,7 +111,7 @@ impl Owner {
                     Ok(_) => tracing::error!(
                         shard.id = shard,
                         move_id,
-                        "the target answered an import with something else; the shards may run \
+                        "unexpected reply from the target to an import, the shards may run \
                          different versions"
                     ),
                     Err(LinkError::Remote(refusal)) if !is_transient(&refusal) => {
@@ -116,14 +119,14 @@ impl Owner {
                             shard.id = shard,
                             move_id,
                             %refusal,
-                            "the target refused the moved slots; the slots stay paused until it takes them"
+                            "target rejected the import, slots stay paused until it accepts them"
                         );
                     }
                     Err(error) => tracing::warn!(
                         shard.id = shard,
                         move_id,
                         %error,
-                        "the target of a move is unavailable; retrying"
+                        "move target unavailable, retrying"
                     ),
                 }
                 tokio::time::sleep(backoff).await;
@@ -132,8 +135,8 @@ impl Owner {
         });
     }
 
-    /// Records that the target owns the slots and answers the requests
-    /// that waited for the move.
+    /// Writes the hand-off after the target imported the slots, and replies
+    /// to the requests that waited for the move.
     pub(super) fn hand_off(&mut self, move_id: u64) -> Result<(), ShardError> {
         failpoint::hit("shard.before_hand_off");
         if self.copying == Some(move_id) {
@@ -174,7 +177,9 @@ impl Owner {
     }
 }
 
-/// Returns whether a refusal of an import may pass by itself.
+/// Returns whether an import rejection is temporary (an overloaded or
+/// unavailable target). Every rejection is retried, but only the others
+/// are logged as errors.
 fn is_transient(refusal: &ShardError) -> bool {
     matches!(
         refusal,

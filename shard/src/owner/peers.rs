@@ -12,8 +12,8 @@
 //! A peer that does not own a slot any more rejects the message. This
 //! shard then requests every peer's map, merges their claims of their own
 //! slots as a router does, and sends the message again by the merged map.
-//! A peer that is moving the slot right now rejects with `slot_moving`,
-//! and the task retries it.
+//! A peer that is moving the slot rejects the message with `slot_moving`,
+//! and the task retries it with backoff.
 //!
 //! Fault-injection point, for crash tests (see `trecho_common::failpoint`):
 //! `shard.mid_finish` stops a home shard half-way through telling the
@@ -39,7 +39,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 const MID_FINISH: &str = "shard.mid_finish";
-/// Time allowed for one peer's map while the map is refreshed.
+/// Timeout for one peer's `cluster_map` reply during a map refresh.
 const MAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Links to the other shards and the messages in flight on them.
@@ -73,9 +73,10 @@ impl Peers {
         }
     }
 
-    /// Adds what `map` knows and this map lacks: the addresses of shards
-    /// it names, without their slots. `own` is this shard's own map, whose
-    /// slots for this shard are always right.
+    /// Adds the shards that `map` names and the routing map lacks, with
+    /// their addresses but without their slots, and raises the version to
+    /// `map`'s. `own` is this shard's own map, which is authoritative for
+    /// this shard's slots.
     pub fn learn(&mut self, map: &ShardMap, own: &ShardMap) {
         let mut next = self.map.clone();
         for shard in &map.shards {
@@ -91,14 +92,15 @@ impl Peers {
         self.take_own_slots(next, own);
     }
 
-    /// Routes slots `first..=last` to shard `to` at `address`, which this
-    /// shard just handed them to.
+    /// Routes slots `first..=last` to shard `to` at `address` after this
+    /// shard handed them off to it.
     pub fn handed_off(&mut self, first: u16, last: u16, to: u32, address: &str, version: u64) {
         let _ = self.map.assign(first, last, to, address, version);
     }
 
-    /// Routes by `next` once this shard's own slots in it are set from
-    /// `own`, and drops links whose peer's address changed.
+    /// Sets this shard's slots in `next` from `own`, and routes by `next`
+    /// if the result is a valid map. Drops the links whose peer's address
+    /// changed.
     fn take_own_slots(&mut self, mut next: ShardMap, own: &ShardMap) {
         if let Ok(me) = own.shard(self.shard_id) {
             for &[first, last] in &me.slots {
@@ -121,7 +123,7 @@ impl Peers {
 
     /// Queues a message that a peer rejected for a slot it does not own,
     /// and requests every peer's map unless a request is in progress. The
-    /// message goes out again once the maps are in.
+    /// message is sent again once the maps have arrived.
     pub fn reroute(&mut self, retry: Retry) {
         self.waiting.push(retry);
         if self.refreshing {
@@ -153,14 +155,14 @@ impl Peers {
     }
 
     /// Routes by the merge of the peers' maps in `answers` and this shard's
-    /// `own` map, and returns the messages that waited for them.
+    /// `own` map, and returns the messages that waited for the refresh.
     pub fn adopt(&mut self, mut answers: Vec<(u32, ShardMap)>, own: &ShardMap) -> Vec<Retry> {
         self.refreshing = false;
         answers.push((self.shard_id, own.clone()));
         match merge_claims(&answers) {
             Some(Ok(merged)) => {
                 let mut next = merged;
-                // Keep the addresses of shards that no answer named.
+                // Keep the addresses of shards that no reply named.
                 for shard in &self.map.shards {
                     if next.shard(shard.id).is_err() {
                         next.shards.push(ShardInfo {
@@ -173,15 +175,19 @@ impl Peers {
                 self.take_own_slots(next, own);
             }
             Some(Err(error)) => {
-                tracing::warn!(shard.id = self.shard_id, %error, "peers' maps did not merge; keeping the map in use");
+                tracing::warn!(
+                    shard.id = self.shard_id,
+                    %error,
+                    "failed to merge peers' maps, keeping the current map"
+                );
             }
             None => {}
         }
         std::mem::take(&mut self.waiting)
     }
 
-    /// Sends a finish again after a peer refused it for a slot it does not
-    /// own.
+    /// Resends a finish that a peer rejected because it does not own the
+    /// finish's slots.
     pub fn redeliver(&mut self, job: FinishJob) {
         for &slot in &job.slots {
             self.finishing.remove(&(job.txn, slot, job.commit));
@@ -329,21 +335,23 @@ impl Peers {
     }
 }
 
-/// How a message to a peer ended.
+/// Result of sending a message to a peer.
 enum Sent<T> {
-    /// The peer answered.
+    /// The peer sent a reply that the caller accepts.
     Answered(T),
     /// The peer does not own the slot.
     Moved,
-    /// The peer refused for a reason a retry would not change.
+    /// The peer sent an unexpected reply, or rejected the message for a
+    /// reason that a retry would not change.
     GaveUp,
 }
 
-/// Sends `op` until the peer answers with a reply that `accept` takes,
-/// waiting longer after each failure. A peer that does not own the slot
-/// ends the sending, after a wait, so that the caller routes it anew. Gives up only on a
-/// refusal that a retry would not change; the message is sent again on the
-/// next restart.
+/// Sends `op` until the peer sends a reply that `accept` takes, waiting
+/// longer after each failure. A `not_owner` rejection returns
+/// [`Sent::Moved`] after one backoff delay, so that the caller reroutes the
+/// message. Gives up on an unexpected reply or on a rejection that a retry
+/// would not change, and the message is then sent again only after a
+/// restart.
 async fn send_until_answered<T>(
     link: &ShardLink,
     op: &ShardOp,
@@ -365,8 +373,8 @@ async fn send_until_answered<T>(
             }
             Err(LinkError::Remote(ShardError::NotOwner { slot, owner, .. })) => {
                 tracing::debug!(peer.id = link.shard(), slot, owner = ?owner, "peer shard no longer owns a slot");
-                // The wait keeps a peer whose map lags from being asked in
-                // a tight loop.
+                // The delay prevents a tight resend loop while the peers'
+                // maps lag behind a move.
                 tokio::time::sleep(backoff).await;
                 return Sent::Moved;
             }
@@ -384,8 +392,9 @@ async fn send_until_answered<T>(
 }
 
 /// Returns whether a rejection is temporary: the peer's request queue is
-/// full, or the peer is stopping. Giving up on those would leave a finish
-/// undelivered, or a prepared reservation unresolved, until a restart.
+/// full, the peer is stopping, or the peer is moving the slot. Giving up on
+/// those would leave a finish undelivered, or a prepared reservation
+/// unresolved, until a restart.
 fn is_transient(refusal: &ShardError) -> bool {
     matches!(
         refusal,

@@ -2,16 +2,16 @@
 //!
 //! The source pauses the slots with one record, [`Record::MovePaused`],
 //! whose apply takes everything filed under them out of the state. The
-//! owner task then sends that state to the target, which applies it with
-//! [`Record::Imported`]: from that record on the target owns the slots.
+//! owner task then sends that state to the target, which writes it as one
+//! [`Record::Imported`]. From that record on, the target owns the slots.
 //! Once the target replies, the source writes [`Record::HandedOff`] and
 //! gives the slots to the target in its map.
 //!
-//! Reservations are cut by slot: a reservation on two segments in two
-//! slots leaves the part in the moved slot and keeps the other. When the
-//! target already holds a part of the same transaction, the parts merge
-//! into one reservation; a part already released there means the
-//! transaction ended, so the arriving part is released too.
+//! Reservations are split by slot: a reservation on two segments in two
+//! slots moves the part in the moved slot and keeps the other. When the
+//! target already has a part of the same transaction, the two parts merge
+//! into one reservation. If the target's part was already released, the
+//! transaction has ended, so the arriving part is released too.
 
 use trecho_common::error::Error;
 use trecho_common::hashing::slot;
@@ -29,10 +29,11 @@ use super::{
 };
 use crate::record::Record;
 
-/// Wait suggested to a request rejected for a moving slot, in milliseconds.
+/// Retry delay in milliseconds suggested to a request that was rejected
+/// because its slot is moving.
 pub(crate) const RETRY_AFTER_MS: u64 = 50;
 
-/// A move out of this shard, from its pause until the target imported it.
+/// A move of slots out of this shard, from its pause until its hand-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MoveOut {
     pub move_id: u64,
@@ -47,7 +48,7 @@ pub(crate) struct MoveOut {
 }
 
 impl MoveOut {
-    /// Returns the move as `status` shows it.
+    /// Returns the move as `cluster.status` reports it.
     pub fn view(&self) -> MoveView {
         MoveView {
             first: self.first,
@@ -62,9 +63,10 @@ impl MoveOut {
     /// Builds the request that hands the slots to the target.
     pub fn import(&self, source: u32, map: &ShardMap) -> SlotImport {
         let mut map = map.clone();
-        // The source's map with the move done, for the target to learn
-        // where every shard is. Assign only fails on an invalid range,
-        // which start_move refused.
+        // The target gets the source's map with this move applied, so it
+        // learns every shard's address. On a valid map, `assign` fails only
+        // on an invalid range, and `start_move` rejects those before the
+        // pause.
         let _ = map.assign(
             self.first,
             self.last,
@@ -88,14 +90,16 @@ impl MoveOut {
     }
 }
 
-/// How a `move_slots` request was taken.
+/// Outcome of a `move_slots` request at the source shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MoveStart {
-    /// This request paused the slots: move `0` runs now.
+    /// This request paused the slots and started the move with this id.
     Started(u64),
-    /// The same move was already running.
+    /// A move of the same slots to the same target was already running,
+    /// with this id.
     Running(u64),
-    /// The target already owns the slots.
+    /// The target already owns the slots. `version` is this shard's map
+    /// version.
     Done { version: u64 },
 }
 
@@ -105,13 +109,15 @@ impl State {
         self.moving.as_ref().is_some_and(|m| m.contains(slot))
     }
 
-    /// Returns the move waiting for its target, if any.
+    /// Returns the move out of this shard that is not handed off yet, if
+    /// any.
     pub fn moving(&self) -> Option<&MoveOut> {
         self.moving.as_ref()
     }
 
-    /// Starts moving slots `first..=last` to `target`: checks the request
-    /// and writes the pause, which takes the slots' state out.
+    /// Starts moving slots `first..=last` to `target`. Validates the
+    /// request and writes [`Record::MovePaused`], whose apply takes the
+    /// slots' state out of this shard.
     pub fn start_move(
         &mut self,
         request: MoveRequest,
@@ -189,8 +195,9 @@ impl State {
         Ok(MoveStart::Started(move_id))
     }
 
-    /// Records that the target imported move `move_id`. Returns the
-    /// finished move, or `None` when no such move waits.
+    /// Writes [`Record::HandedOff`] after the target imported move
+    /// `move_id`. Returns the handed-off move, or `None` when no move with
+    /// that id is running.
     pub fn hand_off(
         &mut self,
         move_id: u64,
@@ -206,7 +213,9 @@ impl State {
         Ok(Some(running))
     }
 
-    /// Takes the state of slots moving to this shard.
+    /// Validates an `import_slots` request and writes [`Record::Imported`],
+    /// which gives this shard the moved slots and their state. A repeated
+    /// import of the same move returns `Imported` without a second record.
     pub(super) fn import(
         &mut self,
         import: SlotImport,
@@ -239,7 +248,8 @@ impl State {
         Ok(ShardReply::Imported)
     }
 
-    /// Applies [`Record::MovePaused`]: takes the slots' state out.
+    /// Applies [`Record::MovePaused`] by taking the slots' state out of this
+    /// shard and keeping it as the move's copy.
     pub(super) fn apply_move_paused(
         &mut self,
         request: MoveRequest,
@@ -249,7 +259,10 @@ impl State {
         if let Some(running) = &self.moving {
             return Err(ApplyError::new(
                 0,
-                format!("move {move_id} paused while move {} runs", running.move_id),
+                format!(
+                    "move {move_id} paused while move {} is running",
+                    running.move_id
+                ),
             ));
         }
         let state = self.take_slots(request.first, request.last);
@@ -282,7 +295,7 @@ impl State {
                 &running.target_address,
                 running.version,
             )
-            .map_err(|e| ApplyError::new(0, format!("move {move_id}: {e}")))
+            .map_err(|e| ApplyError::new(0, format!("hand-off of move {move_id}: {e}")))
     }
 
     /// Applies [`Record::Imported`].
@@ -303,13 +316,13 @@ impl State {
             &own_address,
             import.version,
         )
-        .map_err(|e| ApplyError::new(0, format!("move {}: {e}", import.move_id)))?;
+        .map_err(|e| ApplyError::new(0, format!("import of move {}: {e}", import.move_id)))?;
         let state = &import.state;
         let specs: Vec<_> = state.segments.iter().map(|s| s.spec.clone()).collect();
         let moved_to = self
             .catalog
             .add(&specs)
-            .map_err(|e| ApplyError::new(0, format!("move {}: {e}", import.move_id)))?;
+            .map_err(|e| ApplyError::new(0, format!("import of move {}: {e}", import.move_id)))?;
         if let Some(moved_to) = moved_to {
             for reservation in self.reservations.values_mut() {
                 for index in &mut reservation.segments {
@@ -350,8 +363,8 @@ impl State {
             }
         }
         self.import_outbox(&state.outbox);
-        // Finishes this shard queued for the slots while another shard
-        // owned them now concern its own reservations.
+        // Finishes that this shard queued for these slots while another
+        // shard owned them now apply to its own reservations.
         let own_now: Vec<((TxnId, u16), bool)> = self
             .outbox
             .iter()
@@ -387,8 +400,8 @@ impl State {
                 };
                 self.reservations.insert(moved.txn, reservation);
             }
-            // The transaction ended here already: its seats in the moved
-            // slots are free too.
+            // The transaction already ended on this shard, so the seats of
+            // the arriving part are released too.
             Some(existing) if existing.state == ReservationState::Released => {
                 for index in indexes {
                     let entry = self.catalog.entry_mut(index);
@@ -459,8 +472,8 @@ impl State {
     }
 
     /// Takes over the unacknowledged finishes of moved transactions. A
-    /// finish for a slot this shard owns is applied here at once; the
-    /// others are queued for delivery.
+    /// finish for a slot this shard owns is applied at once, and the others
+    /// are queued for delivery.
     fn import_outbox(&mut self, outbox: &[(TxnId, u16, bool)]) {
         let mut jobs: Vec<FinishJob> = Vec::new();
         for &(txn, slot, commit) in outbox {
@@ -509,8 +522,9 @@ impl State {
                 spec: self.catalog.spec(index),
                 taken: entry.taken,
             });
-            // The entry stays, hidden, so that indexes held by
-            // reservations keep their meaning.
+            // The catalog entry stays, hidden from reads because this shard
+            // no longer serves its slot, so that the segment indexes stored
+            // in reservations stay valid.
             self.catalog.entry_mut(index).taken = 0;
         }
         self.owned_segments = self
@@ -597,7 +611,9 @@ impl State {
         out
     }
 
-    /// Cuts every live reservation at the moved slots.
+    /// Splits every unreleased reservation at the moved slots and moves the
+    /// parts in those slots to `out`. A reservation left with no segments
+    /// is removed.
     fn take_reservations(&mut self, inside: &dyn Fn(u16) -> bool, out: &mut SlotState) {
         let mut emptied = Vec::new();
         for (&txn, reservation) in &mut self.reservations {
@@ -631,7 +647,7 @@ impl State {
         }
     }
 
-    /// Takes the bookings whose home slot moves.
+    /// Takes out the bookings whose home slot is in the moved range.
     fn take_bookings(&mut self, inside: &dyn Fn(u16) -> bool, out: &mut SlotState) {
         let locators: Vec<Locator> = self
             .bookings
@@ -666,10 +682,10 @@ impl State {
         }
     }
 
-    /// Lists every prepared reservation whose pending home record is not
-    /// on this shard, so that it asks its home when its deadline passes.
-    /// A reservation whose home record just left, or just arrived, changes
-    /// sides here.
+    /// Rebuilds the deadlines of the prepared reservations whose pending
+    /// home record is not on this shard. When such a deadline passes, the
+    /// shard queries the home for the outcome. A move changes this set,
+    /// because home records leave or arrive with their slots.
     fn rebuild_participant_deadlines(&mut self) {
         let mut deadlines = std::collections::BTreeSet::new();
         for (&txn, reservation) in &self.reservations {
@@ -691,7 +707,7 @@ impl State {
     }
 }
 
-/// A `move_slots` request's fields.
+/// Fields of a `move_slots` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MoveRequest {
     pub first: u16,

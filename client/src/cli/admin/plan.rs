@@ -57,7 +57,7 @@ pub(crate) struct ShardLoad {
     pub(crate) id: u32,
     /// Inclusive slot ranges, sorted.
     pub(crate) slots: Vec<[u16; 2]>,
-    /// Segments it owns; `None` when it did not respond to the router.
+    /// Segments it owns, or `None` when it did not respond to the router.
     pub(crate) segments: Option<u64>,
 }
 
@@ -80,7 +80,8 @@ impl ShardLoad {
         self.slots.iter().map(|&[a, b]| span(a, b)).sum()
     }
 
-    /// Returns its segments per slot, 0 when unknown or without slots.
+    /// Returns its segments per slot, or 0 when the count is unknown or it
+    /// owns no slots.
     fn segment_density(&self) -> f64 {
         match (self.segments, self.slot_count()) {
             (Some(segments), slots) if slots > 0 => segments as f64 / f64::from(slots),
@@ -98,7 +99,7 @@ pub(crate) struct Transfer {
     pub(crate) last: u16,
     /// The owner when the plan was made.
     pub(crate) from: u32,
-    /// The shard that gets them.
+    /// The shard that receives them.
     pub(crate) to: u32,
     /// Estimated segments in these slots.
     pub(crate) segments: u64,
@@ -121,7 +122,7 @@ pub(crate) struct Move {
     pub(crate) last: u16,
     /// The current owner.
     pub(crate) from: u32,
-    /// The shard that takes them.
+    /// The shard that receives them.
     pub(crate) to: u32,
 }
 
@@ -141,9 +142,9 @@ pub(crate) struct Projection {
     pub(crate) slots_now: u32,
     /// Slots it owns after the plan.
     pub(crate) slots_after: u32,
-    /// Segments it owns now; `None` when unknown.
+    /// Segments it owns now, or `None` when unknown.
     pub(crate) segments_now: Option<u64>,
-    /// Estimated segments after the plan; `None` when unknown.
+    /// Estimated segments after the plan, or `None` when unknown.
     pub(crate) segments_after: Option<u64>,
 }
 
@@ -162,7 +163,7 @@ fn find(shards: &[ShardLoad], id: u32) -> Result<&ShardLoad, Error> {
 ///
 /// # Errors
 ///
-/// Returns [`Error::Map`] when a slot has no owner or two.
+/// Returns [`Error::Map`] when a slot has no owner or more than one.
 pub(crate) fn owner_map(shards: &[ShardLoad]) -> Result<ShardMap, Error> {
     let infos = shards
         .iter()
@@ -175,9 +176,9 @@ pub(crate) fn owner_map(shards: &[ShardLoad]) -> Result<ShardMap, Error> {
     Ok(ShardMap::new(0, infos)?)
 }
 
-/// Returns the moves that bring `plan` about from the owners in `map`:
-/// slots not yet at their target, in runs of one owner, at most `batch`
-/// slots each, in plan order.
+/// Returns the moves still needed to carry out `plan` from the owners in
+/// `map`. They cover the slots not yet at their target, in runs of one
+/// owner of at most `batch` slots each, in plan order.
 pub(crate) fn pending_moves(map: &ShardMap, plan: &[Transfer], batch: u16) -> Vec<Move> {
     let batch = u32::from(batch.max(1));
     let mut moves = Vec::new();
@@ -206,8 +207,9 @@ pub(crate) fn pending_moves(map: &ShardMap, plan: &[Transfer], batch: u16) -> Ve
     moves
 }
 
-/// Plans moving slots `first..=last` to shard `to`: one transfer per run
-/// of slots with one owner, leaving out the slots `to` owns already.
+/// Plans the move of slots `first..=last` to shard `to`, with one transfer
+/// per run of slots with one owner. Slots that `to` owns already are left
+/// out.
 ///
 /// # Errors
 ///
@@ -266,8 +268,8 @@ impl Pool {
     }
 
     /// Returns whether this shard owns the slot just below `other`'s lowest
-    /// slot, so that `other` should give from its low end to stay
-    /// contiguous with it.
+    /// slot. In that case `other` should give slots from its low end, so
+    /// that they stay contiguous with this shard's.
     fn borders_low_end_of(&self, other: &[[u16; 2]]) -> bool {
         let Some(&[low, _]) = other.first() else {
             return false;
@@ -317,7 +319,7 @@ fn pools(members: &[&ShardLoad], by_slots: bool) -> Vec<Pool> {
 }
 
 /// Checks that every member with slots reported its segments. A member
-/// without slots counts as empty whether it answered or not.
+/// without slots counts as empty whether it responded or not.
 fn require_segments(members: &[&ShardLoad]) -> Result<(), Error> {
     match members
         .iter()

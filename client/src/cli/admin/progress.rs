@@ -30,7 +30,7 @@ enum Output {
     Silent,
 }
 
-/// Counts of a run and what it is doing now.
+/// Counters of a run and its current activity.
 pub(crate) struct Progress {
     started: Instant,
     output: Output,
@@ -106,8 +106,8 @@ impl Progress {
         self.event(text);
     }
 
-    /// Shows what the run does now: redraws the line on a terminal, and
-    /// prints it as a plain line otherwise.
+    /// Shows the run's current activity. Redraws the line on a terminal,
+    /// and prints it as a plain line otherwise.
     pub(crate) fn event(&mut self, activity: String) {
         self.activity = activity;
         if self.output == Output::Lines {
@@ -118,7 +118,7 @@ impl Progress {
         }
     }
 
-    /// Shows what the run does now on a terminal only, for steps too
+    /// Shows the run's current activity on a terminal only, for steps too
     /// frequent for plain lines.
     pub(crate) fn quiet_event(&mut self, activity: String) {
         self.activity = activity;
@@ -136,7 +136,7 @@ impl Progress {
             .take(MAX_TERMINAL_LINE)
             .collect();
         let mut stderr = std::io::stderr().lock();
-        // `\x1b[K` clears what a longer previous line left behind.
+        // `\x1b[K` clears the rest of a longer previous line.
         let _ = write!(stderr, "\r{line}\x1b[K");
         let _ = stderr.flush();
     }

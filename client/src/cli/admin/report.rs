@@ -13,7 +13,7 @@ pub(crate) struct Report<'a> {
     pub(crate) plan: &'a [Transfer],
     /// Each shard before and after the plan.
     pub(crate) shards: &'a [Projection],
-    /// Totals of the run; `null` for a dry run or an empty plan.
+    /// Totals of the run, or `null` for a dry run or an empty plan.
     pub(crate) summary: Option<&'a Summary>,
 }
 

@@ -18,10 +18,10 @@ use super::plan::{owner_map, pending_moves, Move, ShardLoad, Transfer};
 use super::progress::{clock, slot_range, Progress, Summary};
 use crate::cli::view::{move_summary, unix_now_ms};
 
-/// Time allowed for each response. A move returns only once the target
-/// owns the slots, which takes longer than any other request.
+/// Timeout for each response. A move returns only once the target owns
+/// the slots, which takes longer than any other request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// Steps in a row that may fail with a retryable error before the run
+/// Number of steps in a row failed with a retryable error at which the run
 /// stops.
 const MAX_ATTEMPTS: u32 = 8;
 /// Wait before the first retry. It doubles on each retry up to
@@ -29,15 +29,17 @@ const MAX_ATTEMPTS: u32 = 8;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Maximum wait between two retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How often `cluster.status` is read while a move started elsewhere runs.
+/// Interval between reads of `cluster.status` while a move started
+/// elsewhere runs.
 const WAIT_POLL: Duration = Duration::from_millis(500);
-/// How long one move in progress may keep the run waiting before it stops.
+/// Maximum time that one move in progress may keep the run waiting before
+/// the run stops.
 const MOVE_WAIT_LIMIT: Duration = Duration::from_secs(300);
-/// How long `cluster.status` may keep showing a move that the router
-/// reported done before the run stops, so that a status that never catches
-/// up does not send the same move again and again.
+/// Maximum time that `cluster.status` may keep showing slots of a move that
+/// the router reported done. The run waits meanwhile instead of sending the
+/// same move again, and stops once this time has passed.
 const STALE_STATUS_LIMIT: Duration = Duration::from_secs(5);
-/// How often the progress line is redrawn on a terminal.
+/// Interval between redraws of the progress line on a terminal.
 const REDRAW: Duration = Duration::from_millis(250);
 
 /// A connection to the router that is opened again after it breaks.
@@ -94,12 +96,12 @@ impl Session {
     }
 }
 
-/// The handling of a failed call.
+/// Action taken on a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Disposition {
-    /// Nothing changed or the outcome shows in `cluster.status`: read it
-    /// and try again after at least `after`, on a new connection when
-    /// `reconnect` is set.
+    /// Nothing changed, or the outcome shows in `cluster.status`. Read the
+    /// status and try again after at least `after`, on a new connection
+    /// when `reconnect` is set.
     Retry {
         after: Option<Duration>,
         reconnect: bool,
@@ -136,15 +138,17 @@ fn classify(error: &ClientError) -> Disposition {
     }
 }
 
-/// Returns the wait before retry number `attempt` (from 1): doubling from
-/// [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], and never under `after`.
+/// Returns the wait before retry number `attempt` (from 1). The wait
+/// doubles from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`] and is never under
+/// `after`.
 fn backoff(attempt: u32, after: Option<Duration>) -> Duration {
     let doubled = FIRST_BACKOFF.saturating_mul(1 << attempt.saturating_sub(1).min(16));
     doubled.min(MAX_BACKOFF).max(after.unwrap_or_default())
 }
 
-/// Adds what to do to an error that ends the command: for `unauthorized`,
-/// where the token comes from; otherwise `doing` and how to continue.
+/// Adds advice to an error that ends the command. For `unauthorized` the
+/// advice names where the token comes from. For other errors it is `doing`,
+/// which callers phrase as the failed step and how to continue.
 pub(crate) fn explain(error: ClientError, doing: &str) -> anyhow::Error {
     match classify(&error) {
         Disposition::Unauthorized => anyhow::Error::new(error).context(
@@ -156,8 +160,8 @@ pub(crate) fn explain(error: ClientError, doing: &str) -> anyhow::Error {
 }
 
 /// Rewords a lost connection or a timeout without the advice on bookings
-/// that [`ClientError`] gives, which does not apply to moves: whether a
-/// move happened shows in the next `cluster.status`.
+/// that [`ClientError`] gives. That advice does not apply to moves,
+/// because the next `cluster.status` shows whether a move happened.
 fn connection_neutral(error: ClientError) -> anyhow::Error {
     match error {
         ClientError::ConnectionLost { addr, reason } => {
@@ -186,9 +190,9 @@ enum Failure {
     Stop(anyhow::Error),
 }
 
-/// What a step did.
+/// Result of one step of a run.
 enum Step {
-    /// Nothing is left to move; the status read at the end.
+    /// Nothing is left to move. Contains the status read at the end.
     Done(Box<ClusterStatus>),
     /// One batch moved.
     Moved,
@@ -196,8 +200,8 @@ enum Step {
     Waited,
 }
 
-/// A move in progress, as a key that tells whether the run still waits for
-/// the same one.
+/// Key of a move in progress (source, first slot, last slot, target), which
+/// shows whether the run still waits for the same move.
 type MoveKey = (u32, u16, u16, u32);
 
 /// Runs plans over one [`Session`], drawing progress as it goes.
@@ -320,8 +324,8 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Returns whether `pending` still holds slots of the move the router
-    /// last reported done, and stops the run when that has lasted longer
+    /// Returns whether `pending` still contains slots of the move that the
+    /// router last reported done. Stops the run when that has lasted longer
     /// than [`STALE_STATUS_LIMIT`].
     fn status_lags(&mut self, pending: &[Move]) -> Result<bool, Failure> {
         let Some((done, since)) = self.reported else {
@@ -408,8 +412,9 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Sorts a failed call: `doing` names the step, and `advice` follows it
-    /// in the message of an error that ends the run.
+    /// Classifies a failed call as retryable or final. `doing` names the
+    /// step, and `advice` follows it in the message of an error that ends
+    /// the run.
     fn failure(&mut self, error: ClientError, doing: &str, advice: &str) -> Failure {
         match classify(&error) {
             Disposition::Retry { after, reconnect } => {
@@ -435,7 +440,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Shows `text` as what the run does now.
+    /// Shows `text` as the run's current activity.
     pub(crate) fn note(&mut self, text: String) {
         self.progress.event(text);
     }
@@ -445,14 +450,14 @@ impl<'a> Runner<'a> {
         match self.current {
             Some(step) => anyhow!(
                 "interrupted while shard {} was moving {} to shard {}; that move may still \
-                 finish, and slots moved before stay moved; run the same command again to \
+                 finish and slots moved before stay moved, so run the same command again to \
                  continue",
                 step.from,
                 slot_range(step.first, step.last),
                 step.to
             ),
             None => anyhow!(
-                "interrupted; slots moved so far stay moved; run the same command again to \
+                "interrupted; slots moved so far stay moved, so run the same command again to \
                  continue"
             ),
         }
@@ -560,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn unauthorized_says_where_token_comes_from() {
+    fn unauthorized_error_names_token_sources() {
         let error = rpc(Error::Unauthorized {
             message: "wrong admin token".into(),
         });

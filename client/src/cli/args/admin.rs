@@ -42,8 +42,8 @@ pub(crate) struct AdminArgs {
         value_parser = admin_token
     )]
     pub(crate) token: Option<AdminToken>,
-    /// Maximum slots per move. Writes to a move's slots wait while it hands
-    /// them over, so smaller batches keep each wait shorter.
+    /// Maximum number of slots per move. Writes to a move's slots wait while
+    /// the shards hand them over, so smaller batches keep each wait shorter.
     #[arg(
         long,
         default_value_t = 256,
@@ -59,7 +59,7 @@ pub(crate) struct MoveSlotsArgs {
     /// The slots: one slot N, or a range FIRST-LAST, from 0 to 16383.
     #[arg(value_name = "FIRST-LAST", value_parser = slot_range)]
     pub(crate) range: SlotRange,
-    /// The shard that gets the slots.
+    /// Id of the shard that receives the slots.
     #[arg(long, value_name = "ID")]
     pub(crate) to: u32,
     /// Print the plan without moving anything.
@@ -72,8 +72,8 @@ pub(crate) struct MoveSlotsArgs {
 /// `trecho admin add-shard`.
 #[derive(Debug, Args)]
 pub(crate) struct AddShardArgs {
-    /// The address the new shard listens on for routers and shards,
-    /// HOST:PORT, as the router reaches it.
+    /// Address, as HOST:PORT, at which the new shard accepts connections
+    /// from routers and shards, as the router reaches it.
     #[arg(value_name = "HOST:PORT")]
     pub(crate) address: String,
     #[command(flatten)]

@@ -7,7 +7,7 @@ use super::*;
 use crate::state::{MoveRequest, MoveStart};
 
 /// Moves slot `slot` from `source` to `target` in the three steps the
-/// owner tasks take, checking each answer. Returns the version created.
+/// owner tasks take, checking each reply. Returns the version created.
 fn move_slot(source: &mut Shard, target: &mut Shard, slot: u16, now_ms: i64) -> u64 {
     let version = source.state.map().version.max(target.state.map().version) + 1;
     let request = MoveRequest {
@@ -35,7 +35,7 @@ fn move_slot(source: &mut Shard, target: &mut Shard, slot: u16, now_ms: i64) -> 
 }
 
 /// Replays `shard`'s log into a fresh state and compares the audits and
-/// the maps; also checks the seat invariant.
+/// the maps. Also checks the seat invariant.
 fn assert_replay_after_move(shard: &mut Shard) {
     let mut replayed = fresh_state(shard.id, 99);
     for (index, record) in shard.log.iter().enumerate() {
@@ -49,7 +49,7 @@ fn assert_replay_after_move(shard: &mut Shard) {
 }
 
 #[test]
-fn moved_slot_takes_bookings_holds_and_seats_to_the_target() {
+fn moved_slot_carries_bookings_holds_and_seats() {
     let mut source = Shard::new(HOME);
     let mut target = Shard::new(REMOTE);
     let now = start_ms();
@@ -102,7 +102,7 @@ fn moved_slot_takes_bookings_holds_and_seats_to_the_target() {
 }
 
 #[test]
-fn paused_slot_refuses_requests_until_the_hand_off() {
+fn paused_slot_rejects_requests_until_hand_off() {
     let mut source = Shard::new(HOME);
     let now = start_ms();
     let ids = home_ids();
@@ -132,7 +132,8 @@ fn paused_slot_refuses_requests_until_the_hand_off() {
     }
     // Slots outside the move keep serving.
     booking_of(source.book(request(&ids[1..2], 1), now));
-    // The same move again joins it; another move waits for it.
+    // The same move again joins it, and another move is rejected until it
+    // ends.
     let again = source
         .state
         .start_move(request_move.clone(), now, &mut source.log);
@@ -162,7 +163,7 @@ fn paused_slot_refuses_requests_until_the_hand_off() {
 }
 
 #[test]
-fn move_of_a_slot_the_shard_does_not_own_is_refused() {
+fn move_of_unowned_slot_is_rejected() {
     let mut source = Shard::new(HOME);
     let request_move = MoveRequest {
         first: remote_slot(),
@@ -187,7 +188,7 @@ fn move_of_a_slot_the_shard_does_not_own_is_refused() {
 }
 
 #[test]
-fn trip_whose_home_slot_moves_while_prepared_commits_at_the_new_home() {
+fn prepared_trip_commits_at_new_home() {
     let mut trip = Trip::prepared(0x61, None);
     let now = start_ms() + 100;
     // The home record moves to the participant's shard, where it meets
@@ -231,7 +232,7 @@ fn trip_whose_home_slot_moves_while_prepared_commits_at_the_new_home() {
 }
 
 #[test]
-fn trip_whose_participant_slot_moves_while_prepared_aborts_everywhere() {
+fn prepared_trip_aborts_after_participant_move() {
     let mut trip = Trip::prepared(0x62, None);
     let now = start_ms() + 100;
     // The participant's part moves to the home shard before the abort.
@@ -249,13 +250,13 @@ fn trip_whose_participant_slot_moves_while_prepared_aborts_everywhere() {
 }
 
 #[test]
-fn committed_trip_cancelled_after_its_participant_slot_moved_frees_every_seat() {
+fn cancel_after_participant_move_frees_seats() {
     let mut trip = Trip::prepared(0x63, None);
     let now = start_ms() + 100;
     let booking = booking_of(trip.decide(true, now));
     trip.deliver_finishes(now);
-    // The remote part moves to the home shard; the cancel then frees both
-    // parts there, and no finish is needed.
+    // The remote part moves to the home shard. The cancel then frees both
+    // parts there, so no finish is needed.
     move_slot(&mut trip.remote, &mut trip.home, remote_slot(), now + 10);
     let cancelled = booking_of(trip.home.cancel(locator_of(&booking), DOCUMENT, now + 20));
     assert_eq!(cancelled.status, BookingStatus::Cancelled);
@@ -267,11 +268,11 @@ fn committed_trip_cancelled_after_its_participant_slot_moved_frees_every_seat() 
 }
 
 #[test]
-fn finish_queued_for_a_slot_that_moves_home_is_applied_there() {
+fn queued_finish_applies_when_slot_moves_home() {
     let mut trip = Trip::prepared(0x64, None);
     let now = start_ms() + 100;
     booking_of(trip.decide(true, now));
-    // The home queued a finish for the remote slot; before it is
+    // The home queued a finish for the remote slot. Before the finish is
     // delivered, that slot moves to the home shard itself.
     assert_eq!(
         trip.home.audit().unacknowledged,

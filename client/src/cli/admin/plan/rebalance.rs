@@ -5,16 +5,16 @@ use trecho_common::shardmap::merged;
 use super::{coalesced, cut_slots, find, pools, require_segments, transfer, Error, Pool};
 use super::{ShardLoad, Transfer};
 
-/// Smallest distance from the mean, as a fraction of it, that a rebalance
-/// corrects.
+/// Minimum distance from the mean, as a fraction of the mean, that a
+/// rebalance corrects.
 const MIN_IMBALANCE: f64 = 0.01;
 
-/// Rebalance plans one command runs at most. Each plan after the first
-/// corrects the error of the estimates of the one before, from the
-/// segment counts the shards report after it.
+/// Maximum number of rebalance plans that one command runs. Each plan
+/// after the first is made from the segment counts that the shards report
+/// after the previous one, which corrects the error of its estimates.
 pub(crate) const MAX_REBALANCE_ROUNDS: u32 = 3;
 
-/// Returns the largest distance of a shard's load from `mean` that a
+/// Returns the maximum distance of a shard's load from `mean` that a
 /// rebalance leaves as it is: 1 % of the mean, or twice its square root
 /// when that is more.
 ///
@@ -32,8 +32,8 @@ pub(crate) fn balance_tolerance(mean: f64) -> f64 {
 ///
 /// Only shards above the mean give slots, and only shards below it get
 /// them, so no slot moves twice. A giving shard cuts runs of slots off the
-/// end of its ranges that borders the receiving shard when one does, and
-/// off its high end otherwise, so both keep few ranges. Nothing moves when
+/// end of its ranges that borders the receiving shard, or off its high end
+/// when neither end does, so that both keep few ranges. Nothing moves when
 /// every shard is within [`balance_tolerance`] of the mean.
 ///
 /// # Errors
@@ -77,8 +77,9 @@ pub(crate) fn rebalance_plan(
     Ok(coalesced(plan))
 }
 
-/// Moves slots from `pools[giver]` to the takers with the largest deficit
-/// until the giver is at `mean`, or no taker lacks a whole slot's load.
+/// Moves slots from `pools[giver]` to the takers with the largest deficit.
+/// Stops when the giver's excess over `mean` or the largest deficit is
+/// under half a slot's load, or when the giver has one slot left.
 fn drain_giver(
     pools: &mut [Pool],
     giver: usize,
@@ -110,8 +111,9 @@ fn drain_giver(
     }
 }
 
-/// Cuts `count` slots off the giver's end that borders the taker (its high
-/// end when neither does), gives them to the taker, and records them.
+/// Cuts `count` slots off the giver's end that borders the taker, or off
+/// its high end when neither end does. Gives them to the taker and adds
+/// the transfers to `plan`.
 fn give(pools: &mut [Pool], giver: usize, taker: usize, count: u32, plan: &mut Vec<Transfer>) {
     let from_low = pools[taker].borders_low_end_of(&pools[giver].ranges)
         && !pools[taker].borders_high_end_of(&pools[giver].ranges);

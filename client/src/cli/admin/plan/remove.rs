@@ -3,13 +3,13 @@
 use super::{coalesced, cut_slots, find, pools, require_segments, transfer, Error, Pool};
 use super::{ShardLoad, Transfer};
 
-/// Plans the removal of shard `id`: gives all its slots to the other
-/// shards that own slots, so that the fewest-loaded get the most and the
-/// result is as even as moving only `id`'s slots allows.
+/// Plans the removal of shard `id` by giving all its slots to the other
+/// shards that own slots. The least-loaded shards get the most, so that
+/// the result is as even as moving only `id`'s slots allows.
 ///
 /// The slots go out in ascending order: first to the shard that borders
 /// `id`'s lowest slot, last to the one that borders its highest, and to
-/// the others in between from the fewest-loaded up. Segments are shared
+/// the others in between from the least-loaded up. Segments are shared
 /// out, or slots when shard `id` owns no segments.
 ///
 /// # Errors
@@ -53,9 +53,9 @@ pub(crate) fn remove_plan(shards: &[ShardLoad], id: u32) -> Result<Vec<Transfer>
     Ok(coalesced(plan))
 }
 
-/// Sorts the takers of a removal with their slot counts: the one bordering
-/// the removed shard's lowest slot first, the one bordering its highest
-/// last, the rest by load.
+/// Sorts the takers of a removal, each with its slot count. The taker that
+/// borders the removed shard's lowest slot comes first, the one that
+/// borders its highest slot comes last, and the rest are sorted by load.
 fn order_takers(shares: &mut [(Pool, u32)], removed: &[[u16; 2]]) {
     let rank = |pool: &Pool| {
         if pool.borders_low_end_of(removed) {
@@ -74,9 +74,9 @@ fn order_takers(shares: &mut [(Pool, u32)], removed: &[[u16; 2]]) {
     });
 }
 
-/// Shares `amount` over `loads` so that the fewest-loaded are filled first:
-/// every share raises its load to one common level, and loads already above
-/// that level get nothing.
+/// Divides `amount` over `loads` so that the lowest loads are filled first
+/// (water filling). Every share raises its load to one common level, and
+/// loads already above that level get nothing.
 pub(super) fn water_fill(loads: &[f64], amount: f64) -> Vec<f64> {
     let mut sorted = loads.to_vec();
     sorted.sort_by(f64::total_cmp);

@@ -300,7 +300,7 @@ fn remove_empties_shard_and_evens_others() {
 }
 
 #[test]
-fn remove_gives_fewest_loaded_the_most() {
+fn remove_gives_least_loaded_the_most() {
     let mut shards = even(4, 0);
     shards[0].segments = Some(1000);
     shards[1].segments = Some(3000);
@@ -309,7 +309,8 @@ fn remove_gives_fewest_loaded_the_most() {
     let plan = remove_plan(&shards, 3).unwrap();
     let projected = project(&shards, &plan);
     // The water level is (2400 + 1000 + 2000) / 2 = 2700, under shard 1's
-    // 3000: shard 0 gets 1700 segments, shard 2 gets 700, shard 1 none.
+    // 3000, so shard 0 gets 1700 segments, shard 2 gets 700 and shard 1
+    // gets none.
     assert!(projected[0].segments_after.unwrap().abs_diff(2700) <= 1);
     assert!(projected[2].segments_after.unwrap().abs_diff(2700) <= 1);
     assert_eq!(projected[1].slots_after, projected[1].slots_now);
