@@ -239,7 +239,10 @@ async fn move_range(cluster: &Cluster, range: &RangeInclusive<u16>, to: u32) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_under_load_lose_no_booking() {
-    let cluster = start(3, &[]).await;
+    let mut cluster = start(3, &[]).await;
+    // Half the clients book through a second router, whose map lags
+    // behind each move that the first router runs.
+    let second_router = cluster.start_router_from_seeds().await;
     let client = cluster.client().await;
     let (range, inside) = quarter_of(&client, 0).await;
     let by_shard = segments_by_shard(&client, &days_ahead(5)).await;
@@ -249,7 +252,11 @@ async fn moves_under_load_lose_no_booking() {
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..8)
         .map(|worker| {
-            let router = cluster.router_addr().to_owned();
+            let router = if worker % 2 == 0 {
+                cluster.router_addr().to_owned()
+            } else {
+                second_router.clone()
+            };
             tokio::spawn(client_load(
                 router,
                 worker,
@@ -468,4 +475,9 @@ async fn move_survives_source_kill_before_hand_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn move_survives_router_and_source_kill() {
     move_survives_kill_at("shard.after_move_paused", 0, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_survives_target_kill_before_import() {
+    move_survives_kill_at("shard.before_import", 1, false).await;
 }

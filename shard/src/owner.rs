@@ -194,6 +194,9 @@ impl Owner {
                 return;
             }
             ShardOp::ImportSlots(import) => {
+                // Crash tests stop the target here, with the copy received
+                // and nothing of it written.
+                trecho_common::failpoint::hit("shard.before_import");
                 let map = import.map.clone();
                 let before = self.batch.record_count;
                 let result = self.state.handle(

@@ -3,9 +3,14 @@
 //! then hands the slots off. The section "One move" of docs/design.md has
 //! the steps and their crash cases.
 //!
-//! Fault-injection point for crash tests (see `trecho_common::failpoint`):
-//! `shard.before_hand_off` stops the source after the target replied that
-//! it imported the move and before the source writes the hand-off.
+//! Fault-injection points for crash tests (see `trecho_common::failpoint`):
+//! - `shard.before_hand_off` stops the source after the target replied
+//!   that it imported the move and before the source writes the hand-off.
+//! - `shard.before_import` stops the target when the copy arrives, before
+//!   it writes anything.
+//! - `shard.after_move_paused` and `shard.after_import`, reached by the
+//!   journal thread, stop the source once its pause is durable and the
+//!   target once its import is durable.
 
 use std::time::Duration;
 

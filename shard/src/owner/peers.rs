@@ -107,7 +107,8 @@ impl Peers {
                 let _ = next.assign(first, last, self.shard_id, &me.address, own.version);
             }
         }
-        if next.validate().is_err() {
+        if let Err(error) = next.validate() {
+            tracing::warn!(shard.id = self.shard_id, %error, "new peer map is invalid, keeping the map in use");
             return;
         }
         tracing::debug!(
@@ -419,6 +420,12 @@ mod tests {
         };
         assert!(is_transient(&overloaded.into()));
         assert!(is_transient(&stopping.into()));
+        let moving = ShardError::SlotMoving {
+            slot: 3,
+            shard: 1,
+            retry_after_ms: 50,
+        };
+        assert!(is_transient(&moving));
 
         let not_owner = ShardError::NotOwner {
             slot: 3,
