@@ -76,6 +76,13 @@ pub enum Error {
         /// The cause.
         error: LinkError,
     },
+    /// Slots changed shards while the audit read the cluster, so the
+    /// shards' dumps do not describe one moment.
+    #[error(
+        "slots moved between shards while the audit ran; run it again once `trecho status` \
+         shows no move in progress"
+    )]
+    MapChanged,
     /// A shard returned another reply to the audit request.
     #[error("shard {shard} returned {reply} to the audit request")]
     UnexpectedReply {
@@ -141,6 +148,7 @@ impl Default for Options {
 /// # }
 /// ```
 pub async fn check(router: &str, options: &Options) -> Result<Report, Error> {
+    let before = ownership(router).await?;
     let cluster = Cluster::connect(router).await?;
     let first = cluster.snapshot().await?;
     let unsettled = first.unsettled();
@@ -151,8 +159,28 @@ pub async fn check(router: &str, options: &Options) -> Result<Report, Error> {
             .await?
             .0
     };
+    if ownership(router).await? != before {
+        return Err(Error::MapChanged);
+    }
     let in_doubt = last.unsettled().intersection(&unsettled).copied().collect();
     Ok(checks::run(&last, &in_doubt, &options.expected))
+}
+
+/// Returns every shard's slots from `cluster.status`, or
+/// [`Error::MapChanged`] while a move is in progress.
+async fn ownership(router: &str) -> Result<Vec<(u32, Vec<[u16; 2]>)>, Error> {
+    let status = crate::client::Client::connect(router)
+        .await?
+        .status()
+        .await?;
+    if status.shards.iter().any(|shard| shard.moving.is_some()) {
+        return Err(Error::MapChanged);
+    }
+    Ok(status
+        .shards
+        .into_iter()
+        .map(|shard| (shard.id, shard.slots))
+        .collect())
 }
 
 /// Waits until no reservation is prepared, no transaction is pending and

@@ -248,7 +248,9 @@ pub(crate) fn status(cluster: &Arc<Cluster>) -> Pending {
                 let status = statuses.iter().find(|(id, _)| *id == info.id);
                 if let Some((_, status)) = status {
                     if status.map_version != map.version {
-                        tracing::warn!(
+                        // Only the shards of a move raise their version, so
+                        // versions differ after any move.
+                        tracing::debug!(
                             shard.id = info.id,
                             shard.map_version = status.map_version,
                             map_version = map.version,
