@@ -234,13 +234,19 @@ impl State {
         }
         let state = self.reservations.get(&txn).map(|r| r.state);
         let changes = match state {
+            // A commit comes only after every prepare succeeded, so the
+            // reservation was here. It moved with its slot, or it was a
+            // request id's claim alone, which holds no seats and stays on
+            // the shard it was prepared on when the document's slot moves;
+            // that shard resolves it at its deadline. Nothing is left to do
+            // here.
             None if commit => {
-                return Err(ShardError::BadRequest {
-                    message: format!(
-                        "shard {} has no reservation for transaction {txn} to commit",
-                        self.shard_id
-                    ),
-                })
+                tracing::debug!(
+                    shard.id = self.shard_id,
+                    txn,
+                    "commit of a reservation that is not here"
+                );
+                return Ok(ShardReply::Ack);
             }
             None | Some(ReservationState::Prepared { .. }) => true,
             Some(ReservationState::Committed) => !commit,

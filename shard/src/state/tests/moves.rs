@@ -293,3 +293,18 @@ fn queued_finish_applies_when_slot_moves_home() {
     assert_replay_after_move(&mut trip.home);
     assert_replay_after_move(&mut trip.remote);
 }
+
+#[test]
+fn commit_for_absent_reservation_is_acknowledged() {
+    // The claim of a request id holds no seats and stays where it was
+    // prepared when the document's slot moves; its new owner acknowledges
+    // the commit without a record.
+    let mut remote = Shard::new(REMOTE);
+    let op = ShardOp::Finish {
+        txn: 0x65,
+        commit: true,
+        slots: vec![remote_slot()],
+    };
+    assert_eq!(remote.handle(op, start_ms()), Ok(ShardReply::Ack));
+    assert!(remote.log.is_empty());
+}
