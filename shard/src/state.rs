@@ -371,18 +371,11 @@ impl State {
     /// Returns every finish still waiting for its acknowledgement, grouped
     /// by transaction and outcome, for delivery after a restart.
     pub fn outbox_jobs(&self) -> Vec<FinishJob> {
-        let mut jobs: Vec<FinishJob> = Vec::new();
-        for (&(txn, slot), &commit) in &self.outbox {
-            match jobs.last_mut() {
-                Some(job) if job.txn == txn && job.commit == commit => job.slots.push(slot),
-                _ => jobs.push(FinishJob {
-                    txn,
-                    commit,
-                    slots: vec![slot],
-                }),
-            }
-        }
-        jobs
+        group_finishes(
+            self.outbox
+                .iter()
+                .map(|(&(txn, slot), &commit)| (txn, slot, commit)),
+        )
     }
 
     /// Returns whether this shard serves `slot`: it owns it and is not
@@ -478,6 +471,23 @@ impl State {
                 .into()
             })
     }
+}
+
+/// Groups finishes given as (txn, participant slot, commit) into one job
+/// per run of the same transaction and outcome.
+fn group_finishes(finishes: impl IntoIterator<Item = (TxnId, u16, bool)>) -> Vec<FinishJob> {
+    let mut jobs: Vec<FinishJob> = Vec::new();
+    for (txn, slot, commit) in finishes {
+        match jobs.last_mut() {
+            Some(job) if job.txn == txn && job.commit == commit => job.slots.push(slot),
+            _ => jobs.push(FinishJob {
+                txn,
+                commit,
+                slots: vec![slot],
+            }),
+        }
+    }
+    jobs
 }
 
 /// Checks the shape the router already validated: a malformed request

@@ -70,7 +70,7 @@ impl Cluster {
             request_timeout: AUDIT_TIMEOUT,
             ..LinkOptions::default()
         };
-        // A shard without slots holds nothing to check: everything it had
+        // A shard without slots has nothing to check: everything it had
         // moved with its slots, and it may already be stopped.
         let links: Vec<ShardLink> = map
             .shards

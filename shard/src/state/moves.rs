@@ -24,7 +24,7 @@ use trecho_common::types::Locator;
 
 use super::apply::ApplyError;
 use super::{
-    request_key, BookingRecord, FinishJob, HomeTxn, Outcome, RecordSink, RequestEntry, Reservation,
+    request_key, BookingRecord, HomeTxn, Outcome, RecordSink, RequestEntry, Reservation,
     ReservationState, State,
 };
 use crate::record::Record;
@@ -475,22 +475,16 @@ impl State {
     /// finish for a slot this shard owns is applied at once, and the others
     /// are queued for delivery.
     fn import_outbox(&mut self, outbox: &[(TxnId, u16, bool)]) {
-        let mut jobs: Vec<FinishJob> = Vec::new();
+        let mut queued = Vec::new();
         for &(txn, slot, commit) in outbox {
             if self.map.owns(self.shard_id, slot) {
                 self.finish_here(txn, commit);
                 continue;
             }
             self.outbox.insert((txn, slot), commit);
-            match jobs.last_mut() {
-                Some(job) if job.txn == txn && job.commit == commit => job.slots.push(slot),
-                _ => jobs.push(FinishJob {
-                    txn,
-                    commit,
-                    slots: vec![slot],
-                }),
-            }
+            queued.push((txn, slot, commit));
         }
+        let jobs = super::group_finishes(queued);
         self.new_finishes.extend(jobs);
     }
 

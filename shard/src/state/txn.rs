@@ -236,7 +236,7 @@ impl State {
         let changes = match state {
             // A commit comes only after every prepare succeeded, so the
             // reservation was here. It moved with its slot, or it was a
-            // request id's claim alone, which holds no seats and stays on
+            // request id's claim alone, which takes no seats and stays on
             // the shard it was prepared on when the document's slot moves;
             // that shard resolves it at its deadline. Nothing is left to do
             // here.

@@ -296,7 +296,7 @@ fn queued_finish_applies_when_slot_moves_home() {
 
 #[test]
 fn commit_for_absent_reservation_is_acknowledged() {
-    // The claim of a request id holds no seats and stays where it was
+    // The claim of a request id takes no seats and stays where it was
     // prepared when the document's slot moves; its new owner acknowledges
     // the commit without a record.
     let mut remote = Shard::new(REMOTE);
